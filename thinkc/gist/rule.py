@@ -127,28 +127,37 @@ def compute_expire(
     return expire.to(torch.int32)
 
 
+def visible(
+    q_pos, q_role, q_seg, q_doc,
+    k_pos, k_role, k_seg, k_doc, k_expire,
+    flags: GistFlags,
+) -> torch.Tensor:
+    """The rule for any set of queries against any set of keys, by absolute position in the
+    augmented sequence. Query tensors are [B, Q], key tensors [B, K]; returns bool [B, Q, K].
+    `reference_mask` is this with queries = keys = the whole row; inference applies it to new
+    tokens against the (compacted) cache."""
+    qp, kp = q_pos.long()[:, :, None], k_pos.long()[:, None, :]
+    same_doc = (q_doc.long()[:, :, None] == k_doc.long()[:, None, :]) & (k_doc[:, None, :] >= 0)
+    vis = same_doc & (kp <= qp) & (qp < k_expire.long()[:, None, :])
+    if flags.any:
+        q_cache = (q_role == Role.CACHE)[:, :, None]
+        same_seg = (q_seg.long()[:, :, None] == k_seg.long()[:, None, :]) & (k_seg[:, None, :] >= 0)
+        if flags.see_current:
+            vis &= ~q_cache | same_seg
+        sibling = q_cache & (k_role == Role.CACHE)[:, None, :] & same_seg & same_doc
+        if flags.diagonal:
+            vis = torch.where(sibling, qp == kp, vis)
+        elif flags.bi_directional:
+            vis = vis | sibling
+    return vis
+
+
 def reference_mask(meta: GistMeta) -> torch.Tensor:
     """Dense boolean mask [B, L, L] (True = q may attend to k). Readable, O(L^2): the reference."""
     m = meta.batched()
-    role, seg, doc, expire = (t.long() for t in (m.role, m.seg, m.doc, m.expire))
-    L = role.shape[-1]
-    q = torch.arange(L, device=role.device).view(1, L, 1)
-    k = torch.arange(L, device=role.device).view(1, 1, L)
-    same_doc = (doc[:, :, None] == doc[:, None, :]) & (doc[:, None, :] >= 0)
-    visible = same_doc & (k <= q) & (q < expire[:, None, :])
-
-    f = m.flags
-    if f.any:
-        q_cache = (role == Role.CACHE)[:, :, None]
-        same_seg = (seg[:, :, None] == seg[:, None, :]) & (seg[:, None, :] >= 0)
-        if f.see_current:
-            visible &= ~q_cache | same_seg
-        sibling = q_cache & (role == Role.CACHE)[:, None, :] & same_seg & same_doc
-        if f.diagonal:
-            visible = torch.where(sibling, q == k, visible)
-        elif f.bi_directional:
-            visible = visible | sibling
-    return visible
+    B, L = m.role.shape
+    pos = torch.arange(L, device=m.role.device).expand(B, L)
+    return visible(pos, m.role, m.seg, m.doc, pos, m.role, m.seg, m.doc, m.expire, m.flags)
 
 
 def additive_mask(visible: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
