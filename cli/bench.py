@@ -1,0 +1,129 @@
+"""`thinkc bench ...`: one command per performance target. Each prints a table and writes JSON
+with the environment (device, torch, transformers, CUDA). Warm-up runs are excluded and times are
+medians over repeats; everything in one table is measured side by side in one run."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from thinkc.errors import ThinkcError
+
+app = typer.Typer(help="Benchmarks (tables + JSON). Use small sizes on CPU; the defaults target a GPU.",
+                  no_args_is_help=True)
+
+DEVICE = typer.Option(None, help="cpu or cuda (default: cuda when available).")
+REPEATS = typer.Option(5, help="Timed repeats (median is reported).")
+WARMUP = typer.Option(1, help="Untimed warm-up runs.")
+
+
+def _device(device: Optional[str]) -> str:
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ThinkcError("--device cuda asked for, but torch sees no CUDA device")
+    return device
+
+
+def _finish(name: str, device: str, rows: list[dict], json_path: Optional[Path]) -> None:
+    from thinkc.bench.common import environment, print_table, write_results
+
+    env = environment(device)
+    print_table(f"thinkc bench {name} — {env['device_name']} ({device}), torch {env['torch']}", rows)
+    path = json_path or Path("runs/bench") / f"{name}-{device.split(':')[0]}.json"
+    write_results(path, name, env, rows)
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+def mask(lengths: List[int] = typer.Option([4096, 8192, 16384, 32768], "--length", "-L", help="Sequence lengths."),
+         block_size: int = typer.Option(128, help="BlockMask tile size."),
+         device: Optional[str] = DEVICE, repeats: int = REPEATS, warmup: int = WARMUP,
+         json: Optional[Path] = typer.Option(None, help="Where to write the JSON results.")):
+    """BlockMask build: thinkc op vs torch create_block_mask(mask_mod) vs the dense reference build."""
+    from thinkc.bench.mask import run_mask_bench
+
+    dev = _device(device)
+    _finish("mask", dev, run_mask_bench(tuple(lengths), device=dev, block_size=block_size, repeats=repeats, warmup=warmup), json)
+
+
+@app.command()
+def attention(lengths: List[int] = typer.Option([4096, 8192, 16384], "--length", "-L", help="Sequence lengths."),
+              q_heads: int = typer.Option(28, help="Query heads (7B: 28)."),
+              kv_heads: int = typer.Option(4, help="KV heads (7B: 4)."),
+              head_dim: int = typer.Option(128, help="Head dim (7B: 128)."),
+              backward: Optional[bool] = typer.Option(None, help="Include backward (default: on CUDA only; flex has no CPU backward)."),
+              reorder: bool = typer.Option(True, help="Also report tiles computed with [prompt|cache|thoughts] reordering."),
+              device: Optional[str] = DEVICE, repeats: int = REPEATS, warmup: int = typer.Option(2, help="Untimed warm-up runs."),
+              json: Optional[Path] = typer.Option(None, help="Where to write the JSON results.")):
+    """Gist attention for one 7B-shaped layer: FlexAttention + thinkc BlockMask vs SDPA + dense mask."""
+    import torch
+
+    from thinkc.bench.attention import reorder_study, run_attention_bench
+
+    dev = _device(device)
+    dtype = torch.bfloat16 if dev.startswith("cuda") else torch.float32
+    rows = run_attention_bench(tuple(lengths), device=dev, q_heads=q_heads, kv_heads=kv_heads, head_dim=head_dim,
+                               dtype=dtype, backward=backward, repeats=repeats, warmup=warmup)
+    if reorder:
+        from thinkc.bench.mask import synthetic_layout
+
+        for row in rows:
+            if row["L"] <= 8192:  # the study builds the dense mask on the CPU
+                row.update(reorder_study(synthetic_layout(row["L"], seed=0).batched()))
+    _finish("attention", dev, rows, json)
+
+
+@app.command()
+def compact(batch: int = typer.Option(8, help="Rows."), layers: int = typer.Option(28, help="Layers (7B: 28)."),
+            kv_heads: int = typer.Option(4, help="KV heads."), head_dim: int = typer.Option(128, help="Head dim."),
+            tokens: int = typer.Option(8192, help="Cached tokens per row."),
+            drop_fraction: float = typer.Option(0.5, help="Share of each row's tokens dropped."),
+            device: Optional[str] = DEVICE, repeats: int = REPEATS, warmup: int = WARMUP,
+            json: Optional[Path] = typer.Option(None, help="Where to write the JSON results.")):
+    """In-place KV compaction (thinkc op) vs torch gather + copy: time and GB/s (bytes read + written)."""
+    import torch
+
+    from thinkc.bench.compact import run_compact_bench
+
+    dev = _device(device)
+    dtype = torch.bfloat16
+    rows = run_compact_bench(batch=batch, layers=layers, kv_heads=kv_heads, head_dim=head_dim, tokens=tokens,
+                             dtype=dtype, device=dev, drop_fraction=drop_fraction, repeats=repeats, warmup=warmup)
+    _finish("compact", dev, rows, json)
+
+
+@app.command()
+def decode(model: str = typer.Option("smollm2", help="Model: local folder, smollm2, tiny-lightthinker, or 'random-7b' (GPU)."),
+           methods: List[str] = typer.Option(["vanilla", "lightthinker", "h2o"], "--method", help="Cache policies."),
+           batch_sizes: List[int] = typer.Option([1, 8], "--batch-size", "-b", help="Batch sizes."),
+           max_new_tokens: int = typer.Option(256, help="Tokens generated per row."),
+           compress_every: int = typer.Option(64, help="Forced compression period for lightthinker (tokens)."),
+           device: Optional[str] = DEVICE,
+           json: Optional[Path] = typer.Option(None, help="Where to write the JSON results.")):
+    """Batched decode tokens/s and peak KV: vanilla vs lightthinker vs h2o."""
+    from thinkc.bench.decode import run_decode_bench
+
+    dev = _device(device)
+    rows = run_decode_bench(model, methods=tuple(methods), batch_sizes=tuple(batch_sizes),
+                            max_new_tokens=max_new_tokens, compress_every=compress_every, device=dev)
+    _finish("decode", dev, rows, json)
+
+
+@app.command()
+def cts(model: str = typer.Option("smollm2", help="Reference model: local folder, smollm2 or a shipped tiny name."),
+        n: int = typer.Option(16, help="Synthetic records scored."),
+        backends: List[str] = typer.Option(["native", "llmlingua"], "--backend", help="Scoring backends."),
+        batch_size: int = typer.Option(8, help="Records per forward (native)."),
+        device: Optional[str] = DEVICE,
+        json: Optional[Path] = typer.Option(None, help="Where to write the JSON results.")):
+    """CTS scoring throughput (tokens/s) and achieved vs target ratio: native vs llmlingua."""
+    from thinkc.bench.cts import run_cts_bench
+    from thinkc.data.synth import synth_records
+
+    dev = _device(device)
+    rows = run_cts_bench(model, synth_records(n, seed=0), backends=tuple(backends), device=dev, batch_size=batch_size)
+    _finish("cts", dev, rows, json)
