@@ -1,0 +1,1 @@
+"""Benchmarks behind `thinkc bench` (one module per target; results as rows of dicts)."""
