@@ -22,6 +22,7 @@ constant; the KV cache grows with the row as it must).
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -86,9 +87,11 @@ def target_logprobs(model, rows: Sequence[Sequence[int]], starts: Sequence[int],
         cache = DynamicCache()
     for w0 in range(0, L, W):
         w1 = min(L, w0 + W)
-        h = decoder(input_ids=ids[:, w0:w1], attention_mask=mask[:, :w1], past_key_values=cache,
-                    use_cache=cache is not None,
-                    position_ids=torch.arange(w0, w1, device=device).expand(B, -1)).last_hidden_state
+        with warnings.catch_warnings():  # 5.24 renames past_key_values -> cache; 5.17 (GPU image) lacks `cache`
+            warnings.filterwarnings("ignore", message=".*past_key_values.*deprecated", category=FutureWarning)
+            h = decoder(input_ids=ids[:, w0:w1], attention_mask=mask[:, :w1], past_key_values=cache,
+                        use_cache=cache is not None,
+                        position_ids=torch.arange(w0, w1, device=device).expand(B, -1)).last_hidden_state
         # hidden state at position t predicts row[t + 1]; keep those whose target is a thinking token
         picks, targets, where = [], [], []
         for b in range(B):

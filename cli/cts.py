@@ -1,0 +1,72 @@
+"""`thinkc data cts`: compress reasoning traces by conditional token selection (CTS).
+
+Registered on the `thinkc data` sub-app by cli/data.py (`cts.register(app)`)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def register(data_app: typer.Typer) -> None:
+    data_app.command("cts")(cts)
+
+
+def cts(
+    input: Path = typer.Option(..., "--input", "-i", help="Records JSONL (id, question, thinking, answer)."),
+    output: str = typer.Option(..., "--output", "-o",
+                               help="Output JSONL; one file per ratio: out.jsonl -> out.r0.5.jsonl, or a pattern with {ratio}."),
+    reference_model: Optional[str] = typer.Option(None, "--reference-model", "-m",
+                                                  help="Reference model: local folder, 'smollm2' or a shipped tiny name "
+                                                       "(llmlingua2: a local token-classification model folder)."),
+    ratio: List[float] = typer.Option([0.5], "--ratio", "-r", help="Keep ratio in (0, 1]; repeat for several (one scoring pass)."),
+    backend: str = typer.Option("native", help="native | unconditional | llmlingua | llmlingua2."),
+    batch_size: int = typer.Option(8, help="Sequences per forward (two per record for native)."),
+    window: int = typer.Option(2048, help="Tokens per forward for long traces (KV-cached windows; 0 = one pass)."),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    dtype: str = typer.Option("float32", help="Reference model dtype: float32, bfloat16 or float16."),
+    chunk_size: int = typer.Option(64, help="Records per checkpointed score chunk (resume granularity)."),
+    shard: str = typer.Option("0/1", help="Score only shard i of n (i/n); outputs are then written by --merge."),
+    merge: bool = typer.Option(False, "--merge", help="Write outputs from the score store of all shards (no scoring)."),
+    scores: Optional[Path] = typer.Option(None, help="Score store folder (default: <output>.cts-<backend> next to the output)."),
+    tokenizer: Optional[str] = typer.Option(None, help="Target tokenizer for token counts (needed by llmlingua2)."),
+    force_keep_digits: bool = typer.Option(False, "--force-keep-digits", help="Always keep tokens holding digits."),
+    force_keep_operators: bool = typer.Option(False, "--force-keep-operators", help="Always keep + - * / = < > ^ tokens."),
+    force_keep_format: bool = typer.Option(False, "--force-keep-format", help="Always keep \\boxed and LaTeX commands, braces, $."),
+    keep_first: int = typer.Option(0, help="Always keep the first K tokens of every thought."),
+    keep_last: int = typer.Option(0, help="Always keep the last K tokens of every thought."),
+    keep_thought_structure: bool = typer.Option(False, "--keep-thought-structure",
+                                                help="Never delete a blank-line boundary between thoughts."),
+):
+    """Score every thinking token with a reference model (how much the answer tells about it) and
+    keep the best ones at each ratio; the answer is never touched."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from thinkc.cts.pipeline import CtsJob, parse_shard, run
+    from thinkc.cts.select import SelectOptions
+    from thinkc.errors import ThinkcError
+
+    if reference_model is None:
+        raise ThinkcError("--reference-model is required (a local folder, smollm2 or a shipped tiny name)")
+    console = Console()
+    job = CtsJob(input=input, output=output, ratios=list(ratio), backend=backend, reference=reference_model,
+                 tokenizer=tokenizer, batch_size=batch_size, window=window or None, device=device, dtype=dtype,
+                 chunk_size=chunk_size, shard=parse_shard(shard), merge=merge, scores=scores,
+                 options=SelectOptions(force_keep_digits, force_keep_operators, force_keep_format,
+                                       keep_first, keep_last, keep_thought_structure))
+    rows = run(job, console=console)
+    if not rows:
+        console.print(f"shard {shard} scored; run again with --merge once every shard is done")
+        return
+    table = Table(title=f"CTS ({backend}, reference {reference_model})")
+    for col in ("ratio", "records", "tokens before", "tokens after", "achieved", "output"):
+        table.add_column(col, justify="left" if col == "output" else "right")
+    for r in rows:
+        table.add_row(f"{r['ratio']:g}", str(r["records"]), f"{r['tokens_before']:,}", f"{r['tokens_after']:,}",
+                      f"{r['achieved']:.3f}", r["output"])
+    console.print(table)
+    over = sum(r["forced_over_budget"] for r in rows)
+    if over:
+        console.print(f"[yellow]{over} record(s) had more force-kept tokens than the budget (kept them all)[/]")
