@@ -1,0 +1,92 @@
+"""`thinkc train`: fine-tune with sft / lightthinker / anllm (config file + overrides)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+
+
+def train(
+    config: Optional[Path] = typer.Argument(None, help="Training config (YAML/JSON) or a shipped recipe name "
+                                                       "(tiny_sft, tiny_lightthinker, ...: configs/train/<name>.yaml)."),
+    set_: List[str] = typer.Option([], "--set", help="Override any config key: --set train.lr=2e-5 (repeatable)."),
+    method: Optional[str] = typer.Option(None, "--method", help="sft | lightthinker | anllm."),
+    model: Optional[str] = typer.Option(None, "--model", help="Base model: local folder, smollm2, a shipped checkpoint, or `tiny` (random init)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Training records JSONL, or `synth` for the synthetic task."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Run folder (checkpoints, train_log.jsonl, final/)."),
+    epochs: Optional[float] = typer.Option(None, "--epochs", help="Training epochs."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimiser steps (overrides epochs)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Rows per device per step."),
+    grad_accum: Optional[int] = typer.Option(None, "--grad-accum", help="Gradient accumulation steps."),
+    max_length: Optional[int] = typer.Option(None, "--max-length", help="Max tokens per row (longer samples are truncated)."),
+    lora: Optional[bool] = typer.Option(None, "--lora/--no-lora", help="Train LoRA adapters instead of all weights."),
+    lora_r: Optional[int] = typer.Option(None, "--lora-r", help="LoRA rank."),
+    packing: Optional[bool] = typer.Option(None, "--packing/--no-packing", help="Pack several samples per row (document-masked)."),
+    gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing",
+                                                          help="Recompute activations in backward (less memory)."),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 mixed precision (default: on GPUs that support it)."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="auto (last checkpoint in --output; the default), never, or a checkpoint folder."),
+    deepspeed: Optional[str] = typer.Option(None, "--deepspeed", help="zero2 | zero3 | a DeepSpeed JSON config."),
+    gist_config: Optional[str] = typer.Option(None, "--gist-config", help="Gist layout config name or file (lightthinker/anllm)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (model init, data order)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda."),
+    check: bool = typer.Option(False, "--check", help="Validate the config and data, print the resolved config, and exit."),
+):
+    """Fine-tune a model: sft (plain chat; also CTS-compressed data), lightthinker (gist tokens +
+    gist attention) or anllm. Multi-GPU: launch with torchrun / deepspeed / accelerate (docs/training.md)."""
+    from rich.console import Console
+
+    from thinkc.train.config import load_config
+
+    over: dict = {}
+
+    def put(path: str, value):
+        if value is None:
+            return
+        d = over
+        *head, last = path.split(".")
+        for h in head:
+            d = d.setdefault(h, {})
+        d[last] = value
+
+    put("method", method)
+    if model == "tiny":
+        put("model.init", "tiny")
+    elif model is not None:
+        put("model.name", model)
+        put("model.init", "pretrained")
+    for key, value in [("data.train", data), ("train.output", output), ("train.epochs", epochs),
+                       ("train.max_steps", max_steps), ("train.lr", lr), ("train.batch_size", batch_size),
+                       ("train.grad_accum", grad_accum), ("data.max_length", max_length), ("lora.enabled", lora),
+                       ("lora.r", lora_r), ("data.packing", packing),
+                       ("train.gradient_checkpointing", gradient_checkpointing), ("train.bf16", bf16),
+                       ("train.resume", resume), ("train.deepspeed", deepspeed), ("gist.config", gist_config),
+                       ("train.seed", seed), ("train.device", device)]:
+        put(key, value)
+    if lora_r is not None and lora is None:
+        put("lora.enabled", True)
+    cfg = load_config(config, sets=set_, overrides=over)
+    console = Console()
+    if check:
+        import yaml
+
+        from thinkc.train.dataset import load_records
+
+        n = len(load_records(cfg))
+        console.print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), highlight=False)
+        console.print(f"[green]ok[/]: {n} records", highlight=False)
+        return
+
+    from thinkc.train import run_training
+
+    r = run_training(cfg, console=Console(stderr=True))
+    if r.final_dir.exists():
+        loss = f"loss {r.first_loss:.3f} -> {r.last_loss:.3f}" if r.first_loss is not None else "no loss logged"
+        step = f", {r.step_seconds:.3f} s/step" if r.step_seconds else ""
+        console.print(f"[green]done[/]: {r.global_step} steps, {loss}{step}; model in {r.final_dir}", highlight=False)

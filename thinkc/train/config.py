@@ -1,0 +1,304 @@
+"""The training configuration: a YAML/JSON file, then `--set a.b=value` overrides, then explicit CLI
+flags; validated completely (keys, types, ranges, files) before anything heavy is loaded, so a typo
+fails in the first second with one line.
+
+    method: lightthinker          # sft | lightthinker | anllm
+    model:  {name: smollm2} | {init: tiny, arch: qwen2, hidden_size: 128, ...}
+    data:   {train: data.jsonl | synth, max_length: 1024, packing: false, synth: {n: 2000}}
+    gist:   {config: qwen}       # GistConfig name or file (lightthinker / anllm)
+    lora:   {enabled: false, r: 16, ...}
+    train:  {output: runs/x, epochs: 1, lr: 1e-4, batch_size: 4, ...}
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from thinkc.errors import ThinkcError
+
+METHODS = ("sft", "lightthinker", "anllm")
+# The gist config each method uses when the config names none (thinkc/gist configs under configs/gist).
+DEFAULT_GIST = {"lightthinker": "qwen", "anllm": "anllm"}
+TINY_ARCHS = ("qwen2", "llama")
+
+
+@dataclass
+class ModelConfig:
+    name: Optional[str] = None  # local folder, `smollm2`, or a shipped tiny checkpoint name
+    init: str = "pretrained"  # pretrained | tiny (random init from the fields below + the tiny tokenizer)
+    arch: str = "qwen2"
+    hidden_size: int = 128
+    intermediate_size: int = 384
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    vocab_size: int = 400  # tiny tokenizer's BPE vocabulary (gist tokens come on top)
+    dtype: str = "float32"  # weights as loaded; bf16 mixed precision is `train.bf16`
+    attn_implementation: str = "sdpa"
+
+
+@dataclass
+class DataConfig:
+    train: Optional[str] = None  # records JSONL, or `synth` for the embedded synthetic task
+    max_length: int = 1024
+    packing: bool = False
+    skip_invalid: bool = False
+    train_on_input: bool = False
+    synth: dict = field(default_factory=dict)  # keyword arguments of thinkc.data.synth.synth_records
+    limit: int = 0  # use only the first N records (0 = all)
+
+
+@dataclass
+class GistSection:
+    config: Optional[str] = None  # GistConfig name or path; default per method (DEFAULT_GIST)
+
+
+@dataclass
+class LoraSection:
+    enabled: bool = False
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
+                                                          "gate_proj", "up_proj", "down_proj"])
+    merge: bool = True  # also save merged full weights in <output>/final (the adapter goes to final/adapter)
+
+
+@dataclass
+class TrainSection:
+    output: Optional[str] = None
+    epochs: float = 1.0
+    max_steps: int = -1
+    lr: float = 1e-4
+    batch_size: int = 4
+    grad_accum: int = 1
+    warmup_ratio: float = 0.0
+    lr_scheduler: str = "cosine"
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    gradient_checkpointing: bool = False
+    bf16: Union[bool, str] = "auto"  # auto = on a GPU that supports it
+    seed: int = 0
+    logging_steps: int = 10
+    save_steps: int = 200
+    save_total_limit: int = 2
+    resume: str = "auto"  # auto (last checkpoint in output, if any) | never | path to a checkpoint
+    deepspeed: Optional[str] = None  # zero2 | zero3 | path to a DeepSpeed JSON
+    num_workers: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+
+
+@dataclass
+class TrainConfig:
+    method: str = "sft"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    gist: GistSection = field(default_factory=GistSection)
+    lora: LoraSection = field(default_factory=LoraSection)
+    train: TrainSection = field(default_factory=TrainSection)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def uses_gist(self) -> bool:
+        return self.method in ("lightthinker", "anllm")
+
+    @property
+    def gist_config_name(self) -> Optional[str]:
+        return self.gist.config or DEFAULT_GIST.get(self.method)
+
+
+# ---------------------------------------------------------------- building from dicts
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check/convert one leaf value against its annotation; raise a one-line ThinkcError."""
+    origin = get_origin(tp)
+    if origin is Union:
+        opts = get_args(tp)
+        if value is None and type(None) in opts:
+            return None
+        errors = []
+        for opt in (o for o in opts if o is not type(None)):
+            try:
+                return _coerce(value, opt, where)
+            except ThinkcError as e:
+                errors.append(str(e))
+        raise ThinkcError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ThinkcError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ThinkcError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads `1e-4` as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ThinkcError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ThinkcError(f"{where}: expected a string, got {value!r}")
+    if tp is list or origin is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, list):
+            return value
+        raise ThinkcError(f"{where}: expected a list, got {value!r}")
+    if tp is dict or origin is dict:
+        if isinstance(value, dict):
+            return value
+        raise ThinkcError(f"{where}: expected a mapping, got {value!r}")
+    return value
+
+
+def _build(cls, data: Any, where: str):
+    if not isinstance(data, dict):
+        raise ThinkcError(f"{where or 'config'}: expected a mapping, got {data!r}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ThinkcError(f"unknown config key {prefix}{unknown[0]} (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for name, value in data.items():
+        tp = hints[name]
+        key = f"{where}.{name}" if where else name
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value or {}, key)
+        else:
+            kwargs[name] = _coerce(value, tp, key)
+    return cls(**kwargs)
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "synth" else v
+    return out
+
+
+def parse_set(item: str) -> dict:
+    """`train.lr=2e-5` -> {"train": {"lr": 2e-5}} (the value is read as YAML: numbers, booleans, lists)."""
+    if "=" not in item:
+        raise ThinkcError(f"--set {item!r}: expected key=value, e.g. train.lr=2e-5")
+    key, raw = item.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ThinkcError(f"--set {item!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    out: dict = value
+    for p in reversed(parts):
+        out = {p: out}
+    return out
+
+
+def load_file(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        # A bare name refers to a shipped recipe: configs/train/<name>.yaml
+        shipped = Path(__file__).resolve().parents[2] / "configs" / "train" / f"{path.name}.yaml"
+        if path.suffix == "" and shipped.is_file():
+            path = shipped
+        else:
+            raise ThinkcError(f"{path}: no such config file")
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as e:
+        line = getattr(getattr(e, "problem_mark", None), "line", None)
+        at = f":{line + 1}" if line is not None else (f":{e.lineno}" if hasattr(e, "lineno") else "")
+        raise ThinkcError(f"{path}{at}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}") from None
+    return data or {}
+
+
+def load_config(path: Optional[str | Path] = None, sets: tuple[str, ...] | list[str] = (),
+                overrides: Optional[dict] = None, *, check_files: bool = True) -> TrainConfig:
+    """File -> `--set` items -> explicit overrides (nested dict), then `validate`."""
+    data = load_file(path) if path else {}
+    for item in sets:
+        data = _merge(data, parse_set(item))
+    if overrides:
+        data = _merge(data, overrides)
+    cfg = _build(TrainConfig, data, "")
+    validate(cfg, check_files=check_files)
+    return cfg
+
+
+def _deepspeed_path(value: str) -> Path:
+    p = Path(value)
+    if p.is_file():
+        return p
+    shipped = Path(__file__).resolve().parents[2] / "configs" / "deepspeed" / f"{value}.json"
+    if shipped.is_file():
+        return shipped
+    raise ThinkcError(f"train.deepspeed: {value}: no such file (or use zero2 / zero3)")
+
+
+def validate(cfg: TrainConfig, *, check_files: bool = True) -> None:
+    """Every check that needs no model: ranges, choices, files. One ThinkcError per problem."""
+    def need(ok: bool, msg: str):
+        if not ok:
+            raise ThinkcError(msg)
+
+    need(cfg.method in METHODS, f"method: {cfg.method!r} is not one of {', '.join(METHODS)}")
+    m, d, t, lo = cfg.model, cfg.data, cfg.train, cfg.lora
+    need(m.init in ("pretrained", "tiny"), f"model.init: {m.init!r} is not pretrained or tiny")
+    if m.init == "tiny":
+        need(m.arch in TINY_ARCHS, f"model.arch: {m.arch!r} is not one of {', '.join(TINY_ARCHS)}")
+        for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                  "num_key_value_heads", "vocab_size"):
+            need(getattr(m, k) > 0, f"model.{k}: must be > 0")
+        need(m.hidden_size % m.num_attention_heads == 0, "model.hidden_size: must be divisible by num_attention_heads")
+        need(m.num_attention_heads % m.num_key_value_heads == 0,
+             "model.num_key_value_heads: must divide num_attention_heads")
+    else:
+        need(bool(m.name), "model.name: required (a local folder, smollm2 or a shipped checkpoint), "
+                           "or set model.init=tiny to train from scratch")
+    need(m.dtype in ("float32", "bfloat16", "float16"), f"model.dtype: {m.dtype!r} is not float32, bfloat16 or float16")
+    need(m.attn_implementation in ("sdpa", "eager", "flex_attention", "flash_attention_2"),
+         f"model.attn_implementation: {m.attn_implementation!r} is not sdpa, eager, flex_attention or flash_attention_2")
+    need(bool(d.train), "data.train: required (a records JSONL file or `synth`)")
+    need(d.max_length >= 16, "data.max_length: must be >= 16")
+    need(d.limit >= 0, "data.limit: must be >= 0")
+    if check_files and d.train != "synth":
+        need(Path(d.train).is_file(), f"data.train: {d.train}: no such file")
+    need(t.epochs > 0 or t.max_steps > 0, "train.epochs: must be > 0 (or set train.max_steps)")
+    need(t.lr > 0, "train.lr: must be > 0")
+    for k in ("batch_size", "grad_accum", "logging_steps", "save_steps"):
+        need(getattr(t, k) >= 1, f"train.{k}: must be >= 1")
+    need(0 <= t.warmup_ratio < 1, "train.warmup_ratio: must be in [0, 1)")
+    need(t.lr_scheduler in ("linear", "cosine", "constant", "constant_with_warmup"),
+         f"train.lr_scheduler: {t.lr_scheduler!r} is not linear, cosine, constant or constant_with_warmup")
+    need(t.bf16 in (True, False, "auto"), f"train.bf16: {t.bf16!r} is not true, false or auto")
+    need(t.device in ("auto", "cpu", "cuda"), f"train.device: {t.device!r} is not auto, cpu or cuda")
+    if t.resume not in ("auto", "never") and check_files:
+        need(Path(t.resume).is_dir(), f"train.resume: {t.resume}: no such checkpoint folder (or use auto / never)")
+    if t.deepspeed:
+        t.deepspeed = str(_deepspeed_path(t.deepspeed))
+    if lo.enabled:
+        need(lo.r >= 1, "lora.r: must be >= 1")
+        need(lo.alpha >= 1, "lora.alpha: must be >= 1")
+        need(0 <= lo.dropout < 1, "lora.dropout: must be in [0, 1)")
+        need(bool(lo.target_modules), "lora.target_modules: must name at least one module")
+    if cfg.gist.config and not cfg.uses_gist:
+        raise ThinkcError(f"gist.config: only used by lightthinker / anllm, not {cfg.method}")
+    need(bool(t.output), "train.output: required (the run folder; use --output)")
