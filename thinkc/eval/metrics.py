@@ -1,0 +1,175 @@
+"""Score `thinkc infer` outputs against reference answers and aggregate per method.
+
+A run file is JSONL, one generation per line:
+    {"id", "method", "model", "prompt_tokens", "text", "pred"?, "metrics": {"wall_s",
+     "generated_tokens", "peak_kv", "dependency", "compressions", "kv_trace"}}
+Answers are re-extracted from `text` (infer's `pred` is not trusted). Missing metric keys are
+tolerated (shown as missing; peak/dependency fall back to the kv_trace when there is one); ids
+are not: every id must exist in the reference.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from thinkc.errors import ThinkcError
+from thinkc.eval.answers import extract_answer, is_correct
+from thinkc.eval.tasks import load_benchmark
+from thinkc.io import iter_jsonl
+
+
+def vanilla_dependency(lp: int, lo: int) -> int:
+    """Keys attended summed over LO generated tokens with nothing evicted: LP·LO + LO(LO+1)/2."""
+    return lp * lo + lo * (lo + 1) // 2
+
+
+def vanilla_peak(lp: int, lo: int) -> int:
+    """Largest KV length with nothing evicted: the prompt plus every generated token."""
+    return lp + lo
+
+
+def dependency_from_trace(kv_trace: list[int]) -> int:
+    """Dependency from a KV-length trace (one entry per decoding step: the keys that step saw)."""
+    return int(sum(kv_trace))
+
+
+def peak_from_trace(kv_trace: list[int]) -> int:
+    return int(max(kv_trace)) if kv_trace else 0
+
+
+def load_gold(path: str | Path) -> dict[str, str]:
+    """id -> gold answer from a thinkc records file or any benchmark layout `load_benchmark` reads."""
+    return {r["id"]: r["answer"] for r in load_benchmark(path)}
+
+
+def load_run(path: str | Path) -> list[dict]:
+    path = Path(path)
+    rows = []
+    for lineno, row in iter_jsonl(path):
+        if "id" not in row:
+            raise ThinkcError(f"{path}:{lineno}: no 'id' field (is this a `thinkc infer` output?)")
+        row["id"] = str(row["id"])
+        row.setdefault("method", path.stem)
+        row.setdefault("metrics", {})
+        row["_file"] = str(path)
+        rows.append(row)
+    if not rows:
+        raise ThinkcError(f"{path}: empty run file")
+    return rows
+
+
+def _few(ids) -> str:
+    ids = sorted(ids)
+    return ", ".join(repr(i) for i in ids[:5]) + (f" (+{len(ids) - 5} more)" if len(ids) > 5 else "")
+
+
+def group_label(row: dict, multi_model: bool) -> str:
+    return f"{row.get('model', '?')}/{row['method']}" if multi_model else row["method"]
+
+
+def score_runs(run_paths: list[str | Path], gold: dict[str, str], progress=None) -> list[dict]:
+    """Every run row with `pred`, `gold`, `correct` and a `group` label (method, or model/method
+    when runs hold several models; `@file` is appended when two files hold the same label).
+    `progress` optionally wraps the scoring loop (e.g. rich.progress.track)."""
+    runs = [load_run(p) for p in run_paths]
+    rows = [r for run in runs for r in run]
+    multi_model = len({r.get("model") for r in rows}) > 1
+    label_files: dict[str, set[str]] = {}
+    for r in rows:
+        label_files.setdefault(group_label(r, multi_model), set()).add(r["_file"])
+    for r in rows:
+        label = group_label(r, multi_model)
+        r["group"] = f"{label}@{Path(r['_file']).stem}" if len(label_files[label]) > 1 else label
+
+    unknown = {r["id"] for r in rows} - gold.keys()
+    if unknown:
+        raise ThinkcError(f"{len(unknown)} id(s) in the runs are not in the reference: {_few(unknown)}")
+    seen: set[tuple[str, str]] = set()
+    for r in rows:
+        key = (r["group"], r["id"])
+        if key in seen:
+            raise ThinkcError(f"{r['_file']}: id {r['id']!r} appears twice for {r['group']!r}")
+        seen.add(key)
+    for r in (progress(rows) if progress else rows):
+        if r.get("pred") is not None:
+            r["infer_pred"] = r["pred"]  # kept for comparison; ours is recomputed from the text
+        r["pred"] = extract_answer(r.get("text"))
+        r["gold"] = gold[r["id"]]
+        r["correct"] = is_correct(r["pred"], r["gold"])
+    return rows
+
+
+@dataclass
+class MethodSummary:
+    method: str
+    n: int
+    accuracy: float
+    mean_tokens: float | None
+    mean_peak_kv: float | None
+    max_peak_kv: int | None
+    dependency_m: float | None  # mean dependency per sample, in millions of key reads
+    wall_total_s: float | None
+    wall_mean_s: float | None
+    compressions: float | None  # mean per sample
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _metric(row: dict, key: str):
+    m = row.get("metrics") or {}
+    if m.get(key) is not None:
+        return m[key]
+    trace = m.get("kv_trace")
+    if trace:  # lenient fallback: infer always records the trace, maybe not the totals
+        if key == "peak_kv":
+            return peak_from_trace(trace)
+        if key == "dependency":
+            return dependency_from_trace(trace)
+        if key == "generated_tokens":
+            return len(trace)
+    return None
+
+
+def _mean(xs: list) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+def summarize(rows: list[dict]) -> list[MethodSummary]:
+    """One summary per group, in first-seen order."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r["group"], []).append(r)
+    out = []
+    for name, rs in groups.items():
+        peaks = [_metric(r, "peak_kv") for r in rs]
+        deps = [_metric(r, "dependency") for r in rs]
+        walls = [_metric(r, "wall_s") for r in rs]
+        known_walls = [w for w in walls if w is not None]
+        mean_dep = _mean(deps)
+        out.append(MethodSummary(
+            method=name,
+            n=len(rs),
+            accuracy=sum(r["correct"] for r in rs) / len(rs),
+            mean_tokens=_mean([_metric(r, "generated_tokens") for r in rs]),
+            mean_peak_kv=_mean(peaks),
+            max_peak_kv=max((p for p in peaks if p is not None), default=None),
+            dependency_m=None if mean_dep is None else mean_dep / 1e6,
+            wall_total_s=sum(known_walls) if known_walls else None,
+            wall_mean_s=_mean(walls),
+            compressions=_mean([_metric(r, "compressions") for r in rs]),
+        ))
+    return out
+
+
+def verdict_row(row: dict) -> dict:
+    """The run row as written back: original fields plus pred/gold/correct (internal keys dropped)."""
+    return {k: v for k, v in row.items() if not k.startswith("_")}
+
+
+def evaluate_runs(run_paths: list[str | Path], reference: str | Path,
+                  progress=None) -> tuple[list[dict], list[MethodSummary]]:
+    """Score run files against a reference file: (scored rows, one summary per method)."""
+    rows = score_runs(run_paths, load_gold(reference), progress)
+    return rows, summarize(rows)
