@@ -1,0 +1,38 @@
+"""Cache policies over the one decode loop (see base.py)."""
+from thinkc.infer.policies.anllm import AnLLMPolicy
+from thinkc.infer.policies.base import CachePolicy, RowState, SlotView
+from thinkc.infer.policies.h2o import H2OPolicy
+from thinkc.infer.policies.lightthinker import GistSpec, LightThinkerPolicy
+from thinkc.infer.policies.sepllm import SepLLMPolicy, separator_ids
+from thinkc.infer.policies.streamingllm import StreamingLLMPolicy
+from thinkc.infer.policies.vanilla import VanillaPolicy
+
+METHODS = ("vanilla", "lightthinker", "anllm", "h2o", "sepllm", "streamingllm")
+GIST_METHODS = ("lightthinker", "anllm")
+
+__all__ = ["AnLLMPolicy", "CachePolicy", "GistSpec", "H2OPolicy", "LightThinkerPolicy", "METHODS", "GIST_METHODS",
+           "RowState", "SepLLMPolicy", "SlotView", "StreamingLLMPolicy", "VanillaPolicy", "make_policy", "separator_ids"]
+
+
+def make_policy(method: str, *, spec: GistSpec | None = None, tokenizer=None, budget: int | None = None,
+                window: int | None = None) -> CachePolicy:
+    """The policy for a method name, with paper defaults unless budget/window are given."""
+    from thinkc.errors import ThinkcError
+
+    if method == "vanilla":
+        return VanillaPolicy()
+    if method in GIST_METHODS:
+        if spec is None:
+            raise ThinkcError(f"--method {method} needs a gist config (the model's gist_config.json or --gist-config)")
+        return (LightThinkerPolicy if method == "lightthinker" else AnLLMPolicy)(spec)
+    b = budget or 1024
+    if method == "h2o":
+        return H2OPolicy(b, window)
+    if method == "streamingllm":
+        return StreamingLLMPolicy(b)
+    if method == "sepllm":
+        if tokenizer is None:
+            raise ThinkcError("sepllm needs the tokenizer (to find separator tokens)")
+        return SepLLMPolicy(separator_ids(tokenizer), b, window=window if window is not None else min(256, b // 4))
+    raise ThinkcError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+
