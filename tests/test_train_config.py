@@ -1,0 +1,113 @@
+"""`thinkc train` configuration: every bad key/value/file is one ThinkcError line, fast, before any
+model is loaded; --help documents every option."""
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from thinkc.errors import ThinkcError
+from thinkc.train.config import load_config, parse_set
+
+
+@pytest.fixture
+def data_file(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_text(json.dumps({"id": "1", "question": "q?", "thinking": "t", "answer": "a"}) + "\n")
+    return p
+
+
+def base(data_file, tmp_path, **extra):
+    return {"model": {"init": "tiny"}, "data": {"train": str(data_file)}, "train": {"output": str(tmp_path / "o")}, **extra}
+
+
+def test_parse_set_reads_yaml_values():
+    assert float(parse_set("train.lr=2e-5")["train"]["lr"]) == 2e-5  # YAML 1.1 may keep it a string; config coerces
+    assert parse_set("data.packing=true") == {"data": {"packing": True}}
+    assert parse_set("lora.target_modules=[q_proj, v_proj]") == {"lora": {"target_modules": ["q_proj", "v_proj"]}}
+    with pytest.raises(ThinkcError, match="key=value"):
+        parse_set("train.lr")
+
+
+def test_file_sets_and_overrides_compose(tmp_path, data_file):
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text(f"method: sft\nmodel: {{init: tiny}}\ndata: {{train: {data_file}}}\ntrain: {{lr: 1e-3, output: {tmp_path}}}\n")
+    cfg = load_config(cfg_file, sets=["train.lr=5e-4", "train.batch_size=3"], overrides={"train": {"epochs": 2}})
+    assert cfg.train.lr == pytest.approx(5e-4) and cfg.train.batch_size == 3 and cfg.train.epochs == 2.0
+    assert cfg.model.init == "tiny" and cfg.data.train == str(data_file)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"trian": {"lr": 1}}, "unknown config key trian"),
+    ({"train": {"lr_rate": 1}}, "unknown config key train.lr_rate"),
+    ({"method": "rlhf"}, "method: 'rlhf' is not one of"),
+    ({"train": {"lr": "fast"}}, "train.lr: expected a number"),
+    ({"train": {"batch_size": 0}}, "train.batch_size: must be >= 1"),
+    ({"data": {"packing": "maybe"}}, "data.packing: expected true/false"),
+    ({"model": {"init": "tiny", "arch": "gpt2"}}, "model.arch"),
+    ({"train": {"deepspeed": "zero9"}}, "train.deepspeed"),
+    ({"gist": {"config": "qwen"}}, "gist.config: only used by lightthinker"),
+])
+def test_bad_values_are_one_line_errors(tmp_path, data_file, overrides, message):
+    with pytest.raises(ThinkcError) as e:
+        load_config(overrides=_merge(base(data_file, tmp_path), overrides))
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def _merge(a, b):
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def test_missing_data_file(tmp_path):
+    with pytest.raises(ThinkcError, match="no such file"):
+        load_config(overrides={"model": {"init": "tiny"}, "data": {"train": str(tmp_path / "nope.jsonl")},
+                               "train": {"output": str(tmp_path)}})
+
+
+def test_shipped_deepspeed_names_resolve(tmp_path, data_file):
+    for stage in ("zero2", "zero3"):
+        cfg = load_config(overrides=base(data_file, tmp_path, train={"output": str(tmp_path), "deepspeed": stage}))
+        ds = json.loads(open(cfg.train.deepspeed).read())
+        assert ds["zero_optimization"]["stage"] == int(stage[-1])
+
+
+def _cli(args):
+    from thinkc.cli.main import app
+
+    return CliRunner().invoke(app, args)
+
+
+def test_cli_help_documents_every_option():
+    import typer.core
+    import typer.main
+
+    from thinkc.cli.main import app
+
+    cmd = typer.main.get_command(app).commands["train"]
+    options = [p for p in cmd.params if isinstance(p, typer.core.TyperOption)]
+    assert len(options) >= 20
+    assert all(p.help for p in cmd.params), [p.name for p in cmd.params if not p.help]
+    assert all(p.help for p in options), [p.name for p in options if not p.help]
+    out = _cli(["train", "--help"])
+    assert out.exit_code == 0
+    for flag in ("--method", "--model", "--data", "--output", "--epochs", "--lr", "--batch-size", "--grad-accum",
+                 "--max-length", "--lora", "--lora-r", "--packing", "--gradient-checkpointing", "--bf16",
+                 "--resume", "--deepspeed", "--gist-config", "--seed", "--max-steps", "--set"):
+        assert flag in out.output
+
+
+def test_cli_malformed_data_fails_fast_with_line_number(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "1", "question": "q", "thinking": "t", "answer": "a"}\n{not json\n')
+    out = _cli(["train", "--model", "tiny", "--data", str(bad), "-o", str(tmp_path / "o"), "--check"])
+    assert out.exit_code != 0
+    assert isinstance(out.exception, ThinkcError) and ":2" in str(out.exception)
+
+
+def test_cli_check_prints_resolved_config(tmp_path, data_file):
+    out = _cli(["train", "--model", "tiny", "--data", str(data_file), "-o", str(tmp_path / "o"),
+                "--lr", "0.01", "--set", "train.seed=7", "--check"])
+    assert out.exit_code == 0, out.output
+    assert "lr: 0.01" in out.output and "seed: 7" in out.output and "1 records" in out.output
