@@ -1,0 +1,129 @@
+"""`thinkc data ...`: synthesise, import, export and inspect reasoning records."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(help="Reasoning data: synthesise, import public layouts, export for trainers, stats.",
+                  no_args_is_help=True)
+
+
+@app.command()
+def synth(
+    output: Path = typer.Option(..., "--output", "-o", help="Train records JSONL to write."),
+    n: int = typer.Option(1000, "--n", "-n", help="Number of training records (10 to 100k is typical)."),
+    n_test: int = typer.Option(0, "--n-test", help="Also write this many test records (no question shared with train)."),
+    test_output: Optional[Path] = typer.Option(None, help="Test records JSONL (default: <output stem>.test.jsonl)."),
+    seed: int = typer.Option(0, help="Random seed; the same seed gives the same records."),
+    min_steps: int = typer.Option(3, help="Fewest arithmetic operations per problem."),
+    max_steps: int = typer.Option(6, help="Most arithmetic operations per problem."),
+    filler: float = typer.Option(0.4, help="Share of filler thoughts (re-checks, 'Wait,', 'Hmm') in [0, 1)."),
+    max_value: int = typer.Option(100, help="Largest starting amount and operand."),
+):
+    """Write the synthetic multi-step arithmetic set (R1-style thinking, \\boxed{} answers)."""
+    from rich.console import Console
+
+    from thinkc.data.schema import write_records
+    from thinkc.data.synth import synth_splits
+    from thinkc.errors import ThinkcError
+
+    console = Console()
+    try:
+        with console.status(f"synthesising {n + n_test:,} records"):
+            train, test = synth_splits(n, n_test, seed, min_steps=min_steps, max_steps=max_steps, filler=filler,
+                                       max_value=max_value)
+    except ValueError as e:
+        raise ThinkcError(str(e)) from None
+    write_records(output, train)
+    console.print(f"wrote {len(train):,} records to {output}")
+    if n_test:
+        test_path = test_output or output.with_name(output.name.removesuffix(".jsonl") + ".test.jsonl")
+        write_records(test_path, test)
+        console.print(f"wrote {len(test):,} test records to {test_path}")
+
+
+@app.command("import")
+def import_(
+    input: Path = typer.Argument(..., help="Source file: JSONL, JSON array or Parquet."),
+    output: Path = typer.Option(..., "--output", "-o", help="thinkc records JSONL to write."),
+    format: str = typer.Option("auto", "--format", "-f", help="auto | stratos | openr1 | messages | thinkc."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip bad rows (and say how many) instead of stopping."),
+):
+    """Convert Bespoke-Stratos, OpenR1-Math or chat-messages data to thinkc records."""
+    from rich.console import Console
+
+    from thinkc.data.importers import import_file
+    from thinkc.data.schema import write_records
+
+    records, skipped = import_file(input, format, skip_invalid=skip_invalid)
+    write_records(output, records)
+    Console().print(f"imported {len(records):,} records to {output}" + (f", skipped {skipped:,} invalid" if skip_invalid else ""))
+
+
+@app.command()
+def export(
+    input: Path = typer.Argument(..., help="thinkc records JSONL."),
+    output: Path = typer.Option(..., "--output", "-o", help="File to write."),
+    format: str = typer.Option("messages", "--format", "-f", help="messages (JSONL, TRL/LLaMA-Factory) | alpaca (JSON)."),
+    ratio_tag: bool = typer.Option(False, "--ratio-tag",
+                                   help="Append '\\n<ratio>R</ratio>' to each prompt, R = the record's CTS keep ratio (1 if none)."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip invalid records instead of stopping."),
+):
+    """Export records for a trainer: <think>thinking</think> then the answer as the assistant turn."""
+    from rich.console import Console
+
+    from thinkc.data.exporters import export_alpaca, export_messages
+    from thinkc.data.schema import read_records_with_skips
+    from thinkc.errors import ThinkcError
+
+    writers = {"messages": export_messages, "alpaca": export_alpaca}
+    if format not in writers:
+        raise ThinkcError(f"unknown export format {format!r} (choose messages or alpaca)")
+    records, skipped = read_records_with_skips(input, skip_invalid)
+    n = writers[format](records, output, ratio_tag=ratio_tag)
+    Console().print(f"exported {n:,} records ({format}) to {output}" + (f", skipped {skipped:,} invalid" if skip_invalid else ""))
+
+
+@app.command()
+def stats(
+    input: Path = typer.Argument(..., help="thinkc records JSONL."),
+    tokenizer: str = typer.Option("tiny", help="Tokenizer for lengths: 'tiny' (offline), smollm2, a shipped name or a local folder."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip invalid records instead of stopping."),
+):
+    """Count, token lengths of thinking and answer (percentiles), thoughts per record."""
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from thinkc.data.schema import read_records_with_skips
+    from thinkc.data.stats import PERCENTILES, compute_stats, tokenizer_counter
+    from thinkc.models.loading import load_tokenizer
+
+    records, skipped = read_records_with_skips(input, skip_invalid)
+    tok = load_tokenizer(tokenizer)
+    with Progress(transient=True) as progress:
+        task = progress.add_task("tokenizing", total=len(records))
+        st = compute_stats(records, tokenizer_counter(tok), progress=lambda k: progress.advance(task, k))
+    table = Table(title=f"{input}: {st.count:,} records" + (f" ({skipped:,} skipped)" if skipped else "")
+                  + f", tokenizer {tokenizer}")
+    table.add_column("")
+    table.add_column("mean", justify="right")
+    for p in PERCENTILES:
+        table.add_column({0: "min", 100: "max"}.get(p, f"p{p}"), justify="right")
+    table.add_column("total", justify="right")
+    for label, d in (("thinking tokens", st.thinking_tokens), ("answer tokens", st.answer_tokens),
+                     ("thoughts / record", st.thoughts)):
+        table.add_row(label, f"{d.mean:,.1f}", *(f"{d.percentiles[p]:,.0f}" for p in PERCENTILES), f"{d.total:,}")
+    Console().print(table)
+
+
+# `thinkc data cts` lives in its own module (CTS engineer); registered here when present
+try:
+    from thinkc.cli import cts as _cts
+except ModuleNotFoundError as e:
+    if e.name != "thinkc.cli.cts":
+        raise
+else:
+    _cts.register(app)
