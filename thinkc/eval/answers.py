@@ -108,13 +108,18 @@ def as_letter(answer: str | None) -> str | None:
     return m.group(1).upper() if m else None
 
 
+def anchor_math(answer: str) -> str:
+    """math-verify's LaTeX extractor needs an anchor: bare "\\frac{1}{2}" parses to nothing, so
+    wrap an answer in $...$ unless it already has $ delimiters or a \\boxed{}."""
+    anchored = re.search(r"(?<!\\)\$", answer) or "\\boxed" in answer  # an escaped \$ is a dollar sign
+    return answer if anchored else f"${answer}$"
+
+
 @functools.lru_cache(maxsize=65536)
 def _parsed(answer: str):
     from math_verify import parse
 
-    # math-verify's LaTeX extractor needs an anchor: bare "\frac{1}{2}" parses to nothing, so wrap it.
-    text = answer if ("$" in answer or "\\boxed" in answer) else f"${answer}$"
-    return parse(text)
+    return parse(anchor_math(answer))
 
 
 def is_correct(pred: str | None, gold: str | None) -> bool:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from thinkc.eval.answers import as_letter
+from thinkc.eval.answers import anchor_math, as_letter
 from thinkc.eval.tasks import LETTERS, _aime, _gpqa, _gsm8k, _math500
 
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -144,7 +144,7 @@ def score_with_lighteval(pred: str | None, gold: str) -> bool:
     if letter is not None:
         text = as_letter(pred) or pred  # a bare "b" -> "B": letters are compared case-insensitively
     else:
-        text = pred if ("$" in pred or "\\boxed" in pred) else f"${pred}$"
+        text = anchor_math(pred)
     return metric.sample_level_fn.compute(doc=doc, model_response=ModelResponse(text=[text])) == 1.0
 
 

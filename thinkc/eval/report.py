@@ -16,7 +16,7 @@ COLUMNS = [
     ("mean_tokens", "tokens", "{:.1f}"),
     ("mean_peak_kv", "peak KV", "{:.1f}"),
     ("max_peak_kv", "max KV", "{}"),
-    ("dependency_m", "dep (M)", "{:.4f}"),
+    ("dependency_m", "dep (M)", "millions"),
     ("wall_total_s", "wall s", "{:.2f}"),
     ("wall_mean_s", "s/sample", "{:.3f}"),
     ("compressions", "compr/sample", "{:.2f}"),
@@ -26,6 +26,8 @@ COLUMNS = [
 def _cell(value, fmt: str) -> str:
     if value is None:
         return "—"
+    if fmt == "millions":  # tiny demo runs are thousands of key reads, 7B runs hundreds of millions
+        return f"{value:.3f}" if value >= 0.01 else f"{value:.2e}"
     return fmt.format(value).replace("%", "") if fmt == "{:.1%}" else fmt.format(value)
 
 

@@ -1,0 +1,76 @@
+"""Answer extraction and math-verify equivalence on tricky cases."""
+import pytest
+
+from thinkc.eval.answers import as_letter, extract_answer, gold_from_reference, is_correct, last_boxed
+
+EXTRACT = [
+    # (generated text, expected extracted answer)
+    ("so the result is \\boxed{\\frac{1}{\\sqrt{2}}} done", "\\frac{1}{\\sqrt{2}}"),  # nested braces
+    ("first \\boxed{3}, wait, no: \\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),  # the last box wins
+    ("\\boxed{\\text{(D)}}", "D"),
+    ("\\boxed{b}", "B"),
+    ("\\fbox{7}", "7"),
+    ("$\\boxed 5$.", "5"),  # \boxed without braces
+    ("Hmm.\n\nThe answer is 42.", "42"),
+    ("The final answer is $\\frac{3}{4}$", "\\frac{3}{4}"),
+    ("steps...\n#### 1,234", "1,234"),
+    ("Answer: C", "C"),
+    ("The answer is: **B**", "B"),
+    ("I would pick (B) here", "B"),
+    ("answer: a circle of radius 2", "2"),  # a lower-case word is not option A
+    ("there are 3 cats\n\nso 12 apples in total.", "12"),  # last number of the final paragraph
+    ("step 5\n</think>\nThe answer is 7 apples", "7"),
+    ("-3.5 is it", "-3.5"),
+    ("no numbers at all", None),
+    ("", None),
+    (None, None),
+]
+
+
+@pytest.mark.parametrize("text,expected", EXTRACT)
+def test_extract_answer(text, expected):
+    assert extract_answer(text) == expected
+
+
+EQUIVALENT = [
+    # (pred, gold, equal?)
+    ("0.5", "\\frac{1}{2}", True),
+    ("\\dfrac{3}{4}", "0.75", True),
+    ("\\frac12", "0.5", True),
+    ("\\frac{\\sqrt{2}}{2}", "\\sqrt{2}/2", True),
+    ("10\\text{ cm}", "10", True),  # units stripped
+    ("90^\\circ", "90", True),
+    ("50\\%", "0.5", True),  # percentage
+    ("\\$5.00", "5", True),
+    ("1,000", "1000", True),
+    ("\\{2, 1\\}", "\\{1,2\\}", True),  # sets are unordered
+    ("(1,2)", "(1, 2)", True),
+    ("(2,1)", "(1,2)", False),  # tuples/intervals are not
+    ("[1,2)", "[1, 2)", True),
+    ("x=3", "3", True),
+    ("3\\pi", "3\\pi", True),
+    ("3", "4", False),
+    ("0.5001", "0.5", False),
+    ("b", "B", True),  # letters case-insensitive
+    ("(B)", "B", True),
+    ("\\text{(C)}", "C", True),
+    ("C", "B", False),
+    ("12", "B", False),
+    (None, "3", False),
+    ("", "3", False),
+    ("3", None, False),
+]
+
+
+@pytest.mark.parametrize("pred,gold,equal", EQUIVALENT)
+def test_is_correct(pred, gold, equal):
+    assert is_correct(pred, gold) is equal
+
+
+def test_letters_and_boxes_helpers():
+    assert as_letter("**C**") == "C" and as_letter("(d)") == "D" and as_letter("12") is None
+    assert last_boxed("a \\boxed{x^{2}} b \\boxed{\\frac{a}{b}}") == "\\frac{a}{b}"
+    assert last_boxed("\\boxed{unclosed") is None
+    assert gold_from_reference("Total: \\boxed{30\\text{ km}}.") == "30\\text{ km}"
+    assert gold_from_reference("600 * 2 = 1200\n#### 1,200") == "1200"
+    assert gold_from_reference(" 401 ") == "401"
