@@ -11,7 +11,7 @@
 
 #include "cpu/gist_block_mask.h"
 #ifdef THINKC_WITH_CUDA
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 
 #include "cuda/gist_block_mask.cuh"
@@ -97,7 +97,7 @@ Out build_cuda(const at::Tensor& role, const at::Tensor& seg, const at::Tensor& 
   args.full_kv_num_blocks = std::get<2>(out).data_ptr<int32_t>();
   args.full_kv_indices = std::get<3>(out).data_ptr<int32_t>();
   args.workspace = workspace.data_ptr();
-  cudaError_t err = thinkc::gist_block_mask_cuda(args, at::cuda::getCurrentCUDAStream());
+  cudaError_t err = thinkc::gist_block_mask_cuda(args, c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == cudaSuccess, "build_gist_block_mask CUDA launch failed: ", cudaGetErrorString(err));
   return out;
 }
