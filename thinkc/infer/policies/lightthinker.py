@@ -32,7 +32,7 @@ class GistSpec:
 
         ids = gist_token_ids(tokenizer, cfg)
         trigger, cache, output = ids[0], ids[1], ids[2]
-        instr_text = getattr(cfg, "instruction", None) or getattr(cfg, "output_compress_instruction", None)
+        instr_text = cfg.output_compress_instruction  # encoded as the layout builder does
         instr = tuple(tokenizer.encode(instr_text, add_special_tokens=False)) if instr_text else ()
         return cls(cache_ids=tuple(cache), output_id=output, trigger_id=trigger, instr_ids=instr,
                    level=cfg.level, step=cfg.step, flags=cfg.flags,

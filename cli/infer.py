@@ -1,0 +1,92 @@
+"""`thinkc infer`: generate with a cache policy (vanilla, LightThinker, AnLLM, H2O, SepLLM,
+StreamingLLM), one JSON line per sample with the text, the answer and KV measurements."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from thinkc.errors import ThinkcError
+
+METHODS_HELP = "vanilla | lightthinker | anllm | h2o | sepllm | streamingllm"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("infer")(infer)
+
+
+def infer(
+    input: Optional[Path] = typer.Option(None, "--input", "-i", help="JSONL of thinkc records or benchmark rows "
+                                                                     "(MATH-500 / AIME / GPQA / GSM8K layouts)."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="A single question instead of --input."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output JSONL (appended as samples finish; re-running "
+                                                            "skips ids already there)."),
+    method: str = typer.Option("lightthinker", "--method", "-m", help=f"Cache policy: {METHODS_HELP}."),
+    model: Optional[str] = typer.Option(None, "--model", help="Local HF folder, 'smollm2', or a shipped tiny checkpoint "
+                                                              "(default: tiny-lightthinker for gist methods, else tiny-sft)."),
+    gist_config: Optional[str] = typer.Option(None, "--gist-config", help="Gist layout preset or file "
+                                                                          "(default: the one saved with the model)."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Samples decoded together."),
+    max_new_tokens: int = typer.Option(1024, "--max-new-tokens", min=1, help="Generation limit per sample."),
+    temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 = greedy."),
+    top_p: float = typer.Option(1.0, "--top-p", min=0.0, max=1.0, help="Nucleus sampling mass (with --temperature > 0)."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed (each sample has its own generator)."),
+    budget: Optional[int] = typer.Option(None, "--budget", min=2, help="KV budget for h2o / sepllm / streamingllm "
+                                                                       "(default 1024)."),
+    window: Optional[int] = typer.Option(None, "--window", min=1, help="Recent/local window for h2o (default budget/2) "
+                                                                       "and sepllm (default 256)."),
+    compress_every: Optional[int] = typer.Option(None, "--compress-every", min=1,
+                                                 help="Force a gist compression every N generated tokens "
+                                                      "(untrained models: measures the mechanics)."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 (default), bfloat16 or float16."),
+):
+    """Generate answers with in-place KV compaction and report accuracy, peak KV and dependency."""
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from thinkc.infer.policies import METHODS
+    from thinkc.infer.run import InferSettings, load_inputs, prepare, read_done, run_inference, summarize
+    from thinkc.infer.sampling import SamplingConfig
+
+    if method not in METHODS:
+        raise ThinkcError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    console = Console()
+    records = load_inputs(input, prompt)
+    done = read_done(output)
+    skipped = sum(str(r["id"]) in done for r in records)
+    with console.status(f"loading {model or 'default model'}"):
+        mdl, tok, policy, build, label = prepare(method, model, gist_config, budget, window, device, dtype)
+    settings = InferSettings(method=method, model_label=label, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                             sampling=SamplingConfig(temperature, top_p, seed), compress_every=compress_every)
+    if skipped:
+        console.print(f"resuming: {skipped} of {len(records)} samples already in {output}", highlight=False)
+
+    tokens = {"n": 0}
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[tps]} tok/s"), TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task(f"{method}", total=len(records), completed=skipped, tps="-")
+        t0 = progress.get_time()
+
+        def on_tokens(n):
+            tokens["n"] += n
+            dt = progress.get_time() - t0
+            progress.update(task, tps=f"{tokens['n'] / dt:.1f}" if dt > 0 else "-")
+
+        rows = run_inference(mdl, tok, records, policy, settings, build, output, on_tokens=on_tokens,
+                             on_sample=lambda row: progress.advance(task))
+
+    s = summarize(rows)
+    table = Table(title=f"thinkc infer — {label}")
+    for col in ("method", "samples", "accuracy", "mean peak KV", "mean dependency", "mean tokens", "compressions"):
+        table.add_column(col, justify="right" if col != "method" else "left")
+    acc = f"{s['accuracy']:.1%}" if "accuracy" in s else "-"
+    table.add_row(method, str(s["samples"]), acc, f"{s['mean_peak_kv']:.1f}", f"{s['mean_dependency']:.0f}",
+                  f"{s['mean_generated_tokens']:.1f}", f"{s['mean_compressions']:.1f}")
+    console.print(table)
+    console.print(f"wrote {output}", highlight=False)

@@ -1,0 +1,184 @@
+"""Batch inference over a dataset: prompts in the model's layout, the decode loop, one JSON line per
+sample (the format thinkc.eval.metrics reads), resumable.
+
+Each finished sample is appended to the output and flushed, so a killed run loses at most the
+batch in flight; re-running with the same output skips the ids already there. At the end the file
+is rewritten atomically in input order."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from thinkc.errors import ThinkcError
+from thinkc.infer.policies import GIST_METHODS, CachePolicy
+from thinkc.infer.sampling import SamplingConfig
+from thinkc.io import atomic_write
+
+GIST_CONFIG_FILE = "gist_config.json"  # saved beside trained checkpoints (thinkc.train.trainer)
+
+
+def load_inputs(path: str | os.PathLike | None = None, prompt: str | None = None) -> list[dict]:
+    """Records {id, question, answer?} from a thinkc records / benchmark JSONL, or one --prompt."""
+    if (path is None) == (prompt is None):
+        raise ThinkcError("give exactly one of --input or --prompt")
+    if prompt is not None:
+        if not prompt.strip():
+            raise ThinkcError("--prompt is empty")
+        return [{"id": "prompt-0", "question": prompt}]
+    from thinkc.eval.tasks import load_benchmark
+
+    return load_benchmark(path)
+
+
+def eos_ids(tokenizer) -> list[int]:
+    """The tokenizer's EOS plus the chat end-of-turn tokens it knows."""
+    vocab = tokenizer.get_vocab()
+    ids = {tokenizer.eos_token_id} | {vocab[t] for t in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>") if t in vocab}
+    return sorted(i for i in ids if i is not None)
+
+
+def read_done(path: str | os.PathLike) -> dict[str, dict]:
+    """Rows already in an output file, by id. A torn last line (killed mid-write) is ignored."""
+    done = {}
+    p = Path(path)
+    if not p.is_file():
+        return done
+    with open(p, encoding="utf-8") as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and "id" in row:
+                done[str(row["id"])] = row
+    return done
+
+
+@dataclass
+class InferSettings:
+    method: str
+    model_label: str
+    batch_size: int = 8
+    max_new_tokens: int = 1024
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    compress_every: int | None = None  # force a compression every N generated tokens (gist methods)
+
+
+def output_row(record: dict, settings: InferSettings, prompt_len: int, result, tokenizer) -> dict:
+    text = tokenizer.decode(result.tokens, skip_special_tokens=True)
+    try:
+        from thinkc.eval.answers import extract_answer
+        pred = extract_answer(text)
+    except ImportError:  # eval package absent: eval recomputes pred from text anyway
+        pred = None
+    row = {"id": str(record["id"]), "method": settings.method, "model": settings.model_label,
+           "prompt_tokens": prompt_len, "text": text, "pred": pred, "metrics": result.metrics()}
+    if record.get("answer") is not None:
+        row["gold"] = record["answer"]
+    return row
+
+
+def run_inference(model, tokenizer, records: list[dict], policy: CachePolicy, settings: InferSettings,
+                  build_prompt: Callable[[dict], list[int]], output: str | os.PathLike,
+                  on_tokens: Callable[[int], None] | None = None,
+                  on_sample: Callable[[dict], None] | None = None) -> list[dict]:
+    """Decode every record not yet in `output`, append rows as they finish, then rewrite the file
+    in input order. Returns the rows for `records` (finished earlier or now), in input order."""
+    from thinkc.infer.loop import decode
+
+    ids = [str(r["id"]) for r in records]
+    if len(set(ids)) != len(ids):
+        raise ThinkcError("input has duplicate ids")
+    done = read_done(output)
+    todo = [(i, r) for i, r in enumerate(records) if str(r["id"]) not in done]
+    force = None
+    if settings.compress_every and settings.method in GIST_METHODS:
+        every = settings.compress_every
+        force = lambda idx, n: n % every == 0  # noqa: E731
+    eos = eos_ids(tokenizer)
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    with open(output, "a", encoding="utf-8") as out:
+        for start in range(0, len(todo), settings.batch_size):
+            batch = todo[start:start + settings.batch_size]
+            prompts = [build_prompt(r) for _, r in batch]
+            results = decode(model, prompts, policy, max_new_tokens=settings.max_new_tokens, eos_ids=eos,
+                             sampling=settings.sampling, force_compress=force,
+                             sample_indices=[i for i, _ in batch], on_step=on_tokens,
+                             pad_id=tokenizer.pad_token_id or 0)
+            for (_, rec), p, res in zip(batch, prompts, results):
+                row = output_row(rec, settings, len(p), res, tokenizer)
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                out.flush()
+                done[row["id"]] = row
+                if on_sample:
+                    on_sample(row)
+    ordered = [done[i] for i in ids]
+    extra = [row for k, row in done.items() if k not in set(ids)]  # rows of other inputs stay
+    with atomic_write(output) as f:
+        for row in ordered + extra:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return ordered
+
+
+def summarize(rows: Iterable[dict]) -> dict:
+    """Accuracy (rows with a gold answer), mean peak KV, mean dependency, mean generated tokens."""
+    rows = list(rows)
+    out = {"samples": len(rows)}
+    graded = [r for r in rows if r.get("gold") is not None]
+    if graded:
+        from thinkc.eval.answers import is_correct
+
+        out["accuracy"] = sum(is_correct(r.get("pred"), r["gold"]) for r in graded) / len(graded)
+    for key in ("peak_kv", "dependency", "generated_tokens", "compressions"):
+        vals = [r["metrics"][key] for r in rows]
+        out[f"mean_{key}"] = sum(vals) / len(vals) if vals else 0.0
+    wall = sum(r["metrics"]["wall_s"] for r in rows)
+    out["mean_wall_s"] = wall / len(rows) if rows else 0.0
+    return out
+
+
+def default_model_for(method: str) -> str:
+    return "tiny-lightthinker" if method in GIST_METHODS else "tiny-sft"
+
+
+def resolve_gist_config(model_path: Path | None, gist_config: str | None):
+    """--gist-config, else the config saved beside the model, else None."""
+    from thinkc.gist.config import GistConfig
+
+    if gist_config:
+        return GistConfig.load(gist_config)
+    if model_path is not None and (model_path / GIST_CONFIG_FILE).is_file():
+        return GistConfig.load(model_path / GIST_CONFIG_FILE)
+    return None
+
+
+def prepare(method: str, model_name: str | None = None, gist_config: str | None = None,
+            budget: int | None = None, window: int | None = None, device: str = "cpu", dtype=None):
+    """(model, tokenizer, policy, build_prompt, model_label) for a method, all local."""
+    from thinkc.gist.config import GistConfig
+    from thinkc.gist.layout import build_prompt
+    from thinkc.infer.policies import GistSpec, make_policy
+    from thinkc.models.loading import load_model, load_tokenizer, resolve_model
+
+    name = model_name or default_model_for(method)
+    path = resolve_model(name)
+    model = load_model(name, dtype=dtype, device=device)
+    tokenizer = load_tokenizer(name)
+    cfg = resolve_gist_config(path, gist_config)
+    spec = None
+    if method in GIST_METHODS:
+        if cfg is None:
+            raise ThinkcError(f"{name} has no {GIST_CONFIG_FILE}: pass --gist-config (a preset such as "
+                              "qwen, llama, anllm, token_level, tiny, or a file)")
+        if not cfg.compresses:
+            raise ThinkcError(f"gist config mode {cfg.mode!r} compresses nothing; {method} needs a gist layout")
+        from thinkc.gist.tokens import add_gist_tokens
+
+        add_gist_tokens(tokenizer, model, cfg)  # no-op for a trained gist model; mechanics only otherwise
+        spec = GistSpec.from_config(cfg, tokenizer)
+    layout = cfg if (cfg is not None and method in GIST_METHODS) else GistConfig(mode="normal")
+    policy = make_policy(method, spec=spec, tokenizer=tokenizer, budget=budget, window=window)
+    return model, tokenizer, policy, (lambda rec: build_prompt(rec, tokenizer, layout)), str(name)
