@@ -1,0 +1,82 @@
+"""Synthetic arithmetic task: determinism, correct answers (recomputed from meta), R1-like
+structure, disjoint splits."""
+import re
+
+import pytest
+
+from thinkc.data.segment import split_thoughts
+from thinkc.data.synth import synth_records, synth_splits
+
+
+def _recompute(meta):
+    cur = meta["start"]
+    for op, b in meta["ops"]:
+        cur = cur + b if op == "+" else cur - b if op == "-" else cur * b
+    return cur
+
+
+def test_same_seed_same_records_other_seed_differs():
+    a, b = synth_records(50, seed=7), synth_records(50, seed=7)
+    assert [r.to_dict() for r in a] == [r.to_dict() for r in b]
+    assert [r.question for r in synth_records(50, seed=8)] != [r.question for r in a]
+    # a prefix of a bigger set is the smaller set (records do not depend on n)
+    assert [r.question for r in synth_records(10, seed=7)] == [r.question for r in a[:10]]
+
+
+@pytest.mark.parametrize("kw", [{}, dict(min_steps=2, max_steps=4, max_value=20, filler=0.0),
+                                dict(min_steps=1, max_steps=8, max_value=9, filler=0.8)])
+def test_answers_are_correct_and_structure_matches_meta(kw):
+    recs = synth_records(300, seed=1, **kw)
+    assert len({r.id for r in recs}) == len(recs)
+    for r in recs:
+        m = r.meta
+        assert _recompute(m) == m["result"] >= 0
+        assert r.answer.endswith(f"\\boxed{{{m['result']}}}.")
+        assert kw.get("min_steps", 3) <= m["steps"] == len(m["ops"]) <= kw.get("max_steps", 6)
+        thoughts = split_thoughts(r.thinking)
+        assert r.thinking == "\n\n".join(thoughts)  # blank line between thoughts, nothing else
+        assert len(thoughts) == len(m["thought_kinds"])
+        compute = [t for t, k in zip(thoughts, m["thought_kinds"]) if k == "compute"]
+        # one computation per step thought, in order, each correct; then the conclusion
+        equations = [re.search(r"(\d+) ([-+*]) (\d+) = (\d+)\.", t) for t in compute[:-1]]
+        assert len(equations) == m["steps"] and all(equations)
+        cur = m["start"]
+        for eq, (op, b) in zip(equations, m["ops"]):
+            a, o, bb, c = eq.groups()
+            assert (int(a), o, int(bb)) == (cur, op, b)
+            cur = int(c)
+            assert cur == _recompute({"start": int(a), "ops": [[o, int(bb)]]})
+        assert compute[-1].startswith("So ") and str(m["result"]) in compute[-1]
+        assert str(m["start"]) in r.question
+
+
+def test_filler_share_follows_the_knob():
+    def share(f):
+        kinds = [k for r in synth_records(400, seed=2, filler=f) for k in r.meta["thought_kinds"]]
+        return kinds.count("filler") / len(kinds)
+
+    assert share(0.0) == 0.0
+    assert abs(share(0.4) - 0.4) < 0.05
+    assert abs(share(0.7) - 0.7) < 0.05
+    text = " ".join(r.thinking for r in synth_records(200, seed=2, filler=0.5))
+    assert "Wait," in text and "Hmm," in text and "double-check" in text
+
+
+def test_splits_are_disjoint_and_deterministic():
+    train, test = synth_splits(500, 100, seed=4)
+    assert len(train) == 500 and len(test) == 100
+    assert not {r.question for r in train} & {r.question for r in test}
+    assert not {r.id for r in train} & {r.id for r in test}
+    assert [r.to_dict() for r in synth_splits(500, 100, seed=4)[1]] == [r.to_dict() for r in test]
+
+
+def test_splits_fail_clearly_when_problems_run_out():
+    with pytest.raises(ValueError, match="test problems not in train"):
+        synth_splits(3000, 500, seed=0, min_steps=1, max_steps=1, max_value=2)
+
+
+@pytest.mark.parametrize("kw", [dict(n=-1), dict(n=1, min_steps=0), dict(n=1, min_steps=5, max_steps=3),
+                                dict(n=1, filler=1.0), dict(n=1, max_value=1)])
+def test_bad_arguments_raise(kw):
+    with pytest.raises(ValueError):
+        synth_records(**kw)
