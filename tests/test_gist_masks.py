@@ -202,6 +202,14 @@ def test_block_mask_exact_on_scrambled_metadata(seed, L, flags, block_size):
 
 def test_op_backend_is_cpp_when_extension_built():
     assert backend("build_gist_block_mask", "cpu") == ("cpp" if extension_status()[0] else "torch")
+    if extension_status()[0]:  # the op has a fake (shape) kernel: torch.compile traces it in one graph
+        meta = layout_meta(7, batch=2, flags=GistFlags(see_current=True))
+
+        def op(role, seg, doc, expire):
+            return torch.ops.thinkc.build_gist_block_mask(role, seg, doc, expire, 16, 16, True, False, False)
+
+        got = torch.compile(op, fullgraph=True, backend="eager")(meta.role, meta.seg, meta.doc, meta.expire)
+        assert_same(got, torch_block_mask(meta, 16), "compiled op")
 
 
 @settings(SETTINGS, max_examples=10)

@@ -19,7 +19,7 @@ import torch
 
 from thinkc.gist.mask_mod import gist_mask_mod
 from thinkc.gist.rule import GistFlags, GistMeta, Role
-from thinkc.ops._backend import backend
+from thinkc.ops._backend import backend, extension_status
 
 BlockMaskTensors = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -165,3 +165,20 @@ def _ordered(tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     num = tiles.sum(-1).to(torch.int32)
     order = torch.argsort(tiles, dim=-1, descending=True, stable=True).to(torch.int32)
     return num.contiguous(), order.contiguous()
+
+
+def _register_fake() -> None:
+    """Shape-only version of the compiled op, so torch.compile can trace through it."""
+    if not extension_status()[0] or not hasattr(torch.ops.thinkc, "build_gist_block_mask"):
+        return
+
+    @torch.library.register_fake("thinkc::build_gist_block_mask")
+    def _(role, seg, doc, expire, q_block, kv_block, see_current, bi_directional, diagonal):
+        B, L = role.shape
+        n_q, n_kv = -(-L // q_block), -(-L // kv_block)
+        num = role.new_empty((B, 1, n_q), dtype=torch.int32)
+        idx = role.new_empty((B, 1, n_q, n_kv), dtype=torch.int32)
+        return num, idx, torch.empty_like(num), torch.empty_like(idx)
+
+
+_register_fake()
