@@ -76,7 +76,7 @@ def test_shipped_deepspeed_names_resolve(tmp_path, data_file):
 def _cli(args):
     from thinkc.cli.main import app
 
-    return CliRunner().invoke(app, args)
+    return CliRunner().invoke(app, args, env={"COLUMNS": "240", "TERMINAL_WIDTH": "240"})
 
 
 def test_cli_help_documents_every_option():

@@ -301,4 +301,11 @@ def validate(cfg: TrainConfig, *, check_files: bool = True) -> None:
         need(bool(lo.target_modules), "lora.target_modules: must name at least one module")
     if cfg.gist.config and not cfg.uses_gist:
         raise ThinkcError(f"gist.config: only used by lightthinker / anllm, not {cfg.method}")
+    if cfg.uses_gist:
+        from thinkc.gist.config import GistConfig
+
+        try:
+            GistConfig.load(cfg.gist_config_name)
+        except ThinkcError as e:
+            raise ThinkcError(f"gist.config: {e}") from None
     need(bool(t.output), "train.output: required (the run folder; use --output)")

@@ -126,33 +126,24 @@ class GistSetup:
 
 def setup_gist(cfg: TrainConfig, tokenizer, model) -> GistSetup:
     """Load the GistConfig, add its special tokens (resizing the model), return the layout builder."""
-    try:
-        from thinkc.gist import config as gist_config_mod, layout as gist_layout_mod
-    except ImportError as e:
-        raise ThinkcError(f"method {cfg.method} needs the gist layout (thinkc.gist.config / layout): {e}") from None
-    gcfg = gist_config_mod.GistConfig.load(cfg.gist_config_name)
-    if cfg.data.train_on_input and hasattr(gcfg, "train_on_input"):
-        gcfg = dataclasses.replace(gcfg, train_on_input=True)
+    from thinkc.gist.config import GistConfig
+    from thinkc.gist.tokens import add_gist_tokens
+
+    gcfg = GistConfig.load(cfg.gist_config_name)
+    gcfg = gcfg.replace(train_on_input=cfg.data.train_on_input or gcfg.train_on_input,
+                        max_length=max(gcfg.max_length, cfg.data.max_length))
     before = len(tokenizer)
-    add = getattr(gist_layout_mod, "add_gist_tokens", None) or getattr(gist_config_mod, "add_gist_tokens")
-    add(tokenizer, model, gcfg)
+    add_gist_tokens(tokenizer, model, gcfg)
     new_ids = list(range(before, len(tokenizer)))
-    build = gist_layout_mod.build_sample
-    flags = getattr(gcfg, "flags", None)
-    if not isinstance(flags, GistFlags):
-        flags = GistFlags(**{k: bool(getattr(gcfg, k, False)) for k in ("see_current", "bi_directional", "diagonal")})
-    return GistSetup(gcfg, flags, new_ids, lambda r: build(r, tokenizer, gcfg))
+    return GistSetup(gcfg, gcfg.flags, new_ids, layout_builder(tokenizer, gcfg))
 
 
-def save_gist_config(gcfg: Any, path: Path) -> None:
-    from thinkc.io import write_json
-
-    if hasattr(gcfg, "save"):
-        gcfg.save(path)
-    elif hasattr(gcfg, "to_dict"):
-        write_json(path, gcfg.to_dict())
-    else:
-        write_json(path, dataclasses.asdict(gcfg))
+def layout_builder(tokenizer, gcfg):
+    try:
+        from thinkc.gist.layout import build_sample
+    except ImportError as e:
+        raise ThinkcError(f"the gist layout builder is not available (thinkc.gist.layout: {e})") from None
+    return lambda r: build_sample(r, tokenizer, gcfg)
 
 
 # ---------------------------------------------------------------- LoRA, arguments
@@ -307,7 +298,7 @@ def save_final(cfg: TrainConfig, trainer: Trainer, tokenizer, gist: Optional[Gis
     if main:
         tokenizer.save_pretrained(str(tmp))
         if gist is not None:
-            save_gist_config(gist.config, tmp / GIST_CONFIG_FILE)
+            gist.config.save(tmp / GIST_CONFIG_FILE)
         with open(tmp / TRAIN_CONFIG_FILE, "w", encoding="utf-8") as f:
             yaml.safe_dump({**cfg.to_dict(), "method": cfg.method}, f, sort_keys=False)
         old = out / ".final.old"
