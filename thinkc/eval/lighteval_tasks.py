@@ -98,13 +98,13 @@ def _metric(letters: bool):
     )
 
 
-def _task(name: str, folder: str, prompt, letters: bool = False, generation_size: int = 32768):
+def _task(root: Path, name: str, folder: str, prompt, letters: bool = False, generation_size: int = 32768):
     from lighteval.tasks.lighteval_task import LightevalTaskConfig
 
     return LightevalTaskConfig(
         name=name,
         prompt_function=prompt,
-        hf_repo=str(benchmarks_root() / folder),  # a local folder: `datasets` reads test.jsonl there
+        hf_repo=str(root / folder),  # a local folder: `datasets` reads test.jsonl there
         hf_subset="default",
         hf_avail_splits=["test"],
         evaluation_splits=["test"],
@@ -117,12 +117,14 @@ def _task(name: str, folder: str, prompt, letters: bool = False, generation_size
     )
 
 
-def build_tasks() -> list:
+def build_tasks(root: str | Path | None = None) -> list:
+    """The four task configs, reading from `root` (default $THINKC_BENCHMARKS or ./benchmarks)."""
+    root = Path(root).expanduser().resolve() if root is not None else benchmarks_root()
     return [
-        _task("thinkc_math500", "math500", math500_prompt),
-        _task("thinkc_aime", "aime", aime_prompt),
-        _task("thinkc_gpqa_diamond", "gpqa_diamond", gpqa_prompt, letters=True),
-        _task("thinkc_gsm8k", "gsm8k", gsm8k_prompt),
+        _task(root, "thinkc_math500", "math500", math500_prompt),
+        _task(root, "thinkc_aime", "aime", aime_prompt),
+        _task(root, "thinkc_gpqa_diamond", "gpqa_diamond", gpqa_prompt, letters=True),
+        _task(root, "thinkc_gsm8k", "gsm8k", gsm8k_prompt),
     ]
 
 
@@ -148,17 +150,19 @@ def score_with_lighteval(pred: str | None, gold: str) -> bool:
     return metric.sample_level_fn.compute(doc=doc, model_response=ModelResponse(text=[text])) == 1.0
 
 
-def offline_registry(tasks: str):
-    """A lighteval Registry holding only these tasks (`tasks` like "thinkc_math500|0"), built
-    without importing lighteval's built-in tasks (which need the network in 0.13)."""
-    import sys
+def offline_registry(tasks: str, root: str | Path | None = None):
+    """A lighteval Registry holding only these tasks (`tasks` like "thinkc_math500|0,thinkc_gsm8k|0"),
+    built without importing lighteval's built-in tasks (which need the network in 0.13)."""
+    import types
     from unittest import mock
 
     from lighteval.tasks.registry import Registry
 
+    module = types.ModuleType("thinkc_lighteval_tasks")
+    module.TASKS_TABLE = build_tasks(root)
     with mock.patch.object(Registry, "_load_from_files", staticmethod(lambda *a, **k: {})), \
          mock.patch.object(Registry, "_load_from_subdirs", staticmethod(lambda *a, **k: {})):
-        return Registry(tasks=tasks, custom_tasks=sys.modules[__name__])
+        return Registry(tasks=tasks, custom_tasks=module)
 
 
 try:  # lighteval reads TASKS_TABLE when it loads this file with --custom-tasks
