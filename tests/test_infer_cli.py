@@ -3,6 +3,7 @@ finished ids, LightThinker with forced compressions keeps a smaller peak KV than
 import json
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from thinkc.cli.main import app
@@ -11,6 +12,15 @@ from thinkc.models.tokenizer import tiny_tokenizer
 
 FIELDS = {"id", "method", "model", "prompt_tokens", "text", "pred", "metrics"}
 METRICS = {"wall_s", "generated_tokens", "peak_kv", "dependency", "compressions", "kv_trace"}
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny matmuls: one thread is ~10x faster than two on a shared, loaded CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 
 
 @pytest.fixture(scope="module")

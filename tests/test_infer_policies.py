@@ -12,6 +12,15 @@ from thinkc.infer.policies.base import SlotView
 from thinkc.infer.sampling import SamplingConfig
 from thinkc.models.tiny import tiny_model
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny matmuls: one thread is ~10x faster than two on a shared, loaded CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 
 def test_vanilla_equals_generate(arch):
     rng = random.Random(0)
