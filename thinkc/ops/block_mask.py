@@ -35,13 +35,15 @@ def build_gist_block_mask(meta: GistMeta, block_size: int | tuple[int, int] = 12
                           check: bool = True) -> BlockMaskTensors:
     """(kv_num_blocks, kv_indices, full_kv_num_blocks, full_kv_indices) for `meta` (1-D or [B, L]).
     `check` validates the preconditions (each doc id one contiguous run; seg ids < L when a
-    cache-token flag is on): a ValueError on CPU, an asynchronous device assert on CUDA (no sync)."""
+    cache-token flag is on): a ValueError on CPU, an asynchronous device assert on CUDA (no sync).
+    The C++ op always checks them."""
     m = meta.batched()
     q_block, kv_block = _block_sizes(block_size)
-    if check:
+    which = backend("build_gist_block_mask", m.role.device)
+    if check and which != "cpp":  # the C++ op checks them itself
         _check_preconditions(m)
     f = m.flags
-    if backend("build_gist_block_mask", m.role.device) != "torch":
+    if which != "torch":
         return tuple(torch.ops.thinkc.build_gist_block_mask(
             m.role, m.seg, m.doc, m.expire, q_block, kv_block, f.see_current, f.bi_directional, f.diagonal))
     return build_gist_block_mask_torch(m, (q_block, kv_block))
