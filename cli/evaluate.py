@@ -13,9 +13,10 @@ def register(app: typer.Typer) -> None:
 
 def evaluate(
     runs: List[Path] = typer.Argument(..., help="Run JSONL files written by `thinkc infer` (one or several)."),
-    reference: Path = typer.Option(..., "--reference", "-r",
-                                   help="Reference answers: thinkc records JSONL, or a local MATH-500 / AIME / "
-                                        "GPQA-Diamond / GSM8K file or folder."),
+    reference: Optional[Path] = typer.Option(None, "--reference", "-r",
+                                             help="Reference answers: thinkc records JSONL, or a local MATH-500 / "
+                                                  "AIME / GPQA-Diamond / GSM8K file or folder (default: the gold "
+                                                  "answers `thinkc infer` copied into the runs)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the per-method summary as JSON here."),
     markdown_out: Optional[Path] = typer.Option(None, "--markdown", help="Write the per-method table as Markdown here."),
     plots: Optional[Path] = typer.Option(None, "--plots", help="Folder for PNG plots (KV over steps, accuracy vs tokens)."),
@@ -40,7 +41,8 @@ def evaluate(
     console.print(rich_table(summaries))
     written = write_verdicts(rows, verdicts)
     if json_out:
-        write_summary_json(json_out, summaries, runs=[str(p) for p in runs], reference=str(reference))
+        write_summary_json(json_out, summaries, runs=[str(p) for p in runs],
+                           reference=None if reference is None else str(reference))
         written.append(json_out)
     if markdown_out:
         write_markdown(markdown_out, summaries)

@@ -15,6 +15,7 @@ EXTRACT = [
     ("The final answer is $\\frac{3}{4}$", "\\frac{3}{4}"),
     ("steps...\n#### 1,234", "1,234"),
     ("Answer: C", "C"),
+    ("Thinking...\n\nAnswer: c", "C"),
     ("The answer is: **B**", "B"),
     ("I would pick (B) here", "B"),
     ("answer: a circle of radius 2", "2"),  # a lower-case word is not option A

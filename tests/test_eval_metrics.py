@@ -135,3 +135,41 @@ def test_eval_command_reports_a_bad_reference_as_an_error(runs, tmp_path):
 
     result = CliRunner().invoke(app, ["eval", str(runs[0]), "--reference", str(tmp_path / "none.jsonl")])
     assert result.exit_code != 0 and isinstance(result.exception, ThinkcError)
+
+
+def _write_run(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_benchmark_layouts_as_reference(tmp_path):
+    from thinkc.eval.tasks import load_benchmark
+
+    gpqa = load_benchmark(DATA / "gpqa" / "gpqa_diamond.csv")
+    wrong = next(c for c in "ABCD" if c != gpqa[1]["answer"])
+    run = _write_run(tmp_path / "gpqa_run.jsonl", [
+        {"id": gpqa[0]["id"], "method": "vanilla", "text": f"Thinking...\n\nAnswer: {gpqa[0]['answer'].lower()}"},
+        {"id": gpqa[1]["id"], "method": "vanilla", "text": f"\\boxed{{{wrong}}}"},
+        {"id": gpqa[2]["id"], "method": "vanilla", "text": f"It must be ({gpqa[2]['answer']})."},
+    ])
+    _, (summary,) = evaluate_runs([run], DATA / "gpqa" / "gpqa_diamond.csv")
+    assert summary.n == 3 and summary.accuracy == pytest.approx(2 / 3)
+    assert summary.mean_tokens is None and summary.wall_total_s is None  # metrics absent: lenient
+
+    run = _write_run(tmp_path / "gsm_run.jsonl", [
+        {"id": "gsm8k-0", "method": "cts", "text": "12 - 2 = 10\n#### 10"},
+        {"id": "gsm8k-1", "method": "cts", "text": "So it costs $1,200 in total."},
+    ])
+    _, (summary,) = evaluate_runs([run], DATA / "gsm8k")
+    assert summary.accuracy == 1.0
+
+
+def test_gold_copied_by_infer_is_used_without_reference(tmp_path):
+    rows = [json.loads(line) for line in (DATA / "runs" / "vanilla.jsonl").read_text().splitlines()]
+    golds = {"s1": "12", "s2": "\\frac{1}{2}", "s3": "7", "s4": "30"}
+    run = _write_run(tmp_path / "with_gold.jsonl", [{**r, "gold": golds[r["id"]]} for r in rows])
+    _, (summary,) = evaluate_runs([run])
+    assert summary.accuracy == 0.75
+    no_gold = _write_run(tmp_path / "no_gold.jsonl", rows)
+    with pytest.raises(ThinkcError, match="no gold answer; pass --reference"):
+        evaluate_runs([no_gold])

@@ -87,3 +87,10 @@ def test_clear_errors(tmp_path):
     empty.mkdir()
     with pytest.raises(ThinkcError, match="no .jsonl"):
         load_benchmark(empty)
+
+
+def test_prompts_only_records_keep_system(tmp_path):
+    p = tmp_path / "prompts.jsonl"
+    p.write_text('{"id": 1, "question": "2+2?", "system": "Be brief."}\n')
+    (rec,) = load_benchmark(p)
+    assert rec == {"id": "1", "question": "2+2?", "answer": None, "system": "Be brief.", "source": "thinkc"}

@@ -64,7 +64,8 @@ def _clean_span(span: str) -> str | None:
         return next(g for g in math.groups() if g is not None).strip()
     token = re.split(r"[\s,;]", span, maxsplit=1)[0] if span else ""
     letter = as_letter(token)
-    if letter and not re.fullmatch(r"[a-j]", token):  # "answer: a circle" is not option A
+    # "Answer: c" is option C, but "answer: a circle" is not option A
+    if letter and (not re.fullmatch(r"[a-j]", token) or span.rstrip(" .*") == token):
         return letter
     num = _NUMBER.search(span)
     if num:

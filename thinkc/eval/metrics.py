@@ -168,8 +168,22 @@ def verdict_row(row: dict) -> dict:
     return {k: v for k, v in row.items() if not k.startswith("_")}
 
 
-def evaluate_runs(run_paths: list[str | Path], reference: str | Path,
+def gold_from_runs(run_paths: list[str | Path]) -> dict[str, str]:
+    """id -> gold from the `gold` field `thinkc infer` copies from its input (when it had answers)."""
+    gold: dict[str, str] = {}
+    for path in run_paths:
+        for row in load_run(path):
+            if row.get("gold") in (None, ""):
+                raise ThinkcError(f"{path}: id {row['id']!r} has no gold answer; pass --reference")
+            if gold.setdefault(row["id"], str(row["gold"])) != str(row["gold"]):
+                raise ThinkcError(f"id {row['id']!r} has different gold answers in the runs; pass --reference")
+    return gold
+
+
+def evaluate_runs(run_paths: list[str | Path], reference: str | Path | None = None,
                   progress=None) -> tuple[list[dict], list[MethodSummary]]:
-    """Score run files against a reference file: (scored rows, one summary per method)."""
-    rows = score_runs(run_paths, load_gold(reference), progress)
+    """Score run files against a reference file (or, without one, the gold answers infer copied
+    into the runs): (scored rows, one summary per method)."""
+    gold = load_gold(reference) if reference is not None else gold_from_runs(run_paths)
+    rows = score_runs(run_paths, gold, progress)
     return rows, summarize(rows)

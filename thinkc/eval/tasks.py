@@ -79,7 +79,7 @@ def detect(row: dict) -> str:
         return "aime"
     if {"question", "answer"} <= keys and "id" not in keys and "####" in str(row["answer"]):
         return "gsm8k"
-    if {"id", "question", "answer"} <= keys:
+    if {"id", "question"} <= keys:  # thinkc records; the answer is optional for prompts-only files
         return "thinkc"
     raise ThinkcError(
         f"unknown benchmark layout (columns: {', '.join(sorted(keys)[:8])}); "
@@ -141,7 +141,9 @@ def _gpqa(row: dict, i: int, seed: int) -> dict:
 
 
 def _thinkc(row: dict, i: int) -> dict:
-    return {"id": str(row["id"]), "question": row["question"], "answer": gold_from_reference(row["answer"])}
+    rec = {"id": str(row["id"]), "question": row["question"], "answer": gold_from_reference(row.get("answer"))}
+    rec.update({k: row[k] for k in ("system", "choices", "meta") if k in row})  # what prompts may use
+    return rec
 
 
 def load_benchmark(path: str | Path, name: str = "auto", seed: int = 0) -> list[dict]:
