@@ -47,6 +47,7 @@ class DataConfig:
     train: Optional[str] = None  # records JSONL, or `synth` for the embedded synthetic task
     max_length: int = 1024
     packing: bool = False
+    overlong: str = "truncate"  # samples over max_length: truncate (a prefix is a valid layout) | drop
     skip_invalid: bool = False
     train_on_input: bool = False
     synth: dict = field(default_factory=dict)  # keyword arguments of thinkc.data.synth.synth_records
@@ -278,6 +279,7 @@ def validate(cfg: TrainConfig, *, check_files: bool = True) -> None:
          f"model.attn_implementation: {m.attn_implementation!r} is not sdpa, eager, flex_attention or flash_attention_2")
     need(bool(d.train), "data.train: required (a records JSONL file or `synth`)")
     need(d.max_length >= 16, "data.max_length: must be >= 16")
+    need(d.overlong in ("truncate", "drop"), f"data.overlong: {d.overlong!r} is not truncate or drop")
     need(d.limit >= 0, "data.limit: must be >= 0")
     if check_files and d.train != "synth":
         need(Path(d.train).is_file(), f"data.train: {d.train}: no such file")

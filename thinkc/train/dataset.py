@@ -1,18 +1,18 @@
 """Records -> tokenised training samples (GistSample) for every method, then optional packing.
 
-`sft` uses the plain chat layout: prompt + "<think>\\n{thinking}\\n</think>\\n\\n{answer}" + EOS, labels
-on the assistant part only (unless train_on_input). `lightthinker` / `anllm` use the gist layout
-builder (thinkc.gist) with the run's GistConfig. All samples carry GistMeta, so one collator and one
-mask path serve every method (plain sft metadata is all-causal: the gist rule reduces to causal)."""
+Every method goes through the gist layout builder (thinkc.gist.layout): `sft` in `normal` mode (plain
+chat, labels on the assistant part unless train_on_input), `lightthinker` / `anllm` with the run's
+GistConfig. All samples carry GistMeta, so one collator and one mask path serve every method
+(normal-mode metadata is all-causal: the gist rule reduces to causal attention)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import torch
 
 from thinkc.errors import ThinkcError
-from thinkc.gist.rule import NEVER, GistMeta, Role
+from thinkc.gist.rule import GistMeta
 from thinkc.gist.sample import IGNORE_INDEX, GistSample
 from thinkc.train.config import TrainConfig
 
@@ -66,46 +66,21 @@ def field_of(record: Any, name: str, default=None):
     return record.get(name, default) if isinstance(record, dict) else getattr(record, name, default)
 
 
-# ---------------------------------------------------------------- plain chat layout (sft)
+# ---------------------------------------------------------------- layouts
 
-def prompt_text(record: Any, tokenizer) -> str:
-    """The prompt up to the assistant turn (chat template when the tokenizer has one)."""
-    messages = []
-    system = field_of(record, "system")
-    if system:
-        messages.append({"role": "system", "content": system})
-    messages.append({"role": "user", "content": field_of(record, "question")})
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    sys_part = f"{system}\n\n" if system else ""
-    return f"{sys_part}Question: {field_of(record, 'question')}\nAnswer: "
+def sample_builder(tokenizer, gist_config) -> Callable[[Any], GistSample]:
+    """record -> GistSample. sft uses the gist layout builder in `normal` mode (plain chat:
+    prompt + "<think>\\n" thoughts "</think>\\n\\n" answer EOS, causal metadata), so every method
+    shares one tokenisation path and one prompt format (the one `thinkc infer` uses)."""
+    from thinkc.gist.layout import build_sample
+
+    return lambda r: build_sample(r, tokenizer, gist_config)
 
 
-def response_text(record: Any) -> str:
-    return f"<think>\n{field_of(record, 'thinking')}\n</think>\n\n{field_of(record, 'answer')}"
+def sft_gist_config(cfg: TrainConfig):
+    from thinkc.gist.config import GistConfig
 
-
-def plain_meta(n_prompt: int, n_total: int) -> GistMeta:
-    role = torch.full((n_total,), int(Role.ANSWER), dtype=torch.int8)
-    role[:n_prompt] = int(Role.PROMPT)
-    return GistMeta(role=role, seg=torch.full((n_total,), -1, dtype=torch.int32),
-                    doc=torch.zeros(n_total, dtype=torch.int32),
-                    expire=torch.full((n_total,), NEVER, dtype=torch.int32))
-
-
-def plain_sample(record: Any, tokenizer, train_on_input: bool = False) -> GistSample:
-    """sft sample: causal metadata, labels on the response (+ EOS)."""
-    enc = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731
-    p_ids = enc(prompt_text(record, tokenizer))
-    r_ids = enc(response_text(record))
-    if tokenizer.eos_token_id is None:
-        raise ThinkcError("the tokenizer has no EOS token; sft needs one to teach the model to stop")
-    r_ids = r_ids + [tokenizer.eos_token_id]
-    ids = torch.tensor(p_ids + r_ids, dtype=torch.long)
-    labels = ids.clone()
-    if not train_on_input:
-        labels[: len(p_ids)] = IGNORE_INDEX
-    return GistSample(ids, labels, torch.arange(ids.numel()), plain_meta(len(p_ids), ids.numel()))
+    return GistConfig(mode="normal", train_on_input=cfg.data.train_on_input, max_length=cfg.data.max_length)
 
 
 # ---------------------------------------------------------------- shared post-processing
@@ -131,23 +106,25 @@ def pack(samples: list[GistSample], max_len: int, pad_id: int) -> list[GistSampl
 class SampleStats:
     records: int
     samples: int
-    truncated: int
+    truncated: int  # over data.max_length: cut (or dropped with data.overlong=drop)
     tokens: int
     label_tokens: int
 
 
 def build_samples(records: list, tokenizer, cfg: TrainConfig,
-                  make: Optional[Callable[[Any], GistSample]] = None) -> tuple[list[GistSample], SampleStats]:
-    """Tokenise every record (`make` = the gist layout builder for gist methods), truncate, pack."""
-    if make is None:
-        make = lambda r: plain_sample(r, tokenizer, cfg.data.train_on_input)  # noqa: E731
+                  make: Callable[[Any], GistSample]) -> tuple[list[GistSample], SampleStats]:
+    """Tokenise every record with `make`, cut or drop over-long samples (data.overlong), pack."""
     out, truncated = [], 0
     for r in records:
         s = make(r)
         if len(s) > cfg.data.max_length:
             truncated += 1
+            if cfg.data.overlong == "drop":
+                continue
             s = truncate(s, cfg.data.max_length)
         out.append(s)
+    if not out:
+        raise ThinkcError(f"every sample is longer than data.max_length={cfg.data.max_length} (data.overlong=drop)")
     if cfg.data.packing:
         out = pack(out, cfg.data.max_length, tokenizer.pad_token_id or 0)
     stats = SampleStats(len(records), len(out), truncated, sum(len(s) for s in out),

@@ -26,11 +26,12 @@ from transformers import PrinterCallback, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from thinkc.errors import ThinkcError
-from thinkc.gist.rule import GistFlags, GistMeta, additive_mask, reference_mask
+from thinkc.gist.rule import GistFlags, GistMeta
+from thinkc.models.patch import enable_gist_attention, gist_attention_mask
 from thinkc.train.callbacks import JsonlLogCallback, RichProgressCallback, read_log
 from thinkc.train.collator import META_KEYS, GistCollator
 from thinkc.train.config import TrainConfig
-from thinkc.train.dataset import SampleDataset, build_samples, load_records
+from thinkc.train.dataset import SampleDataset, build_samples, load_records, sample_builder, sft_gist_config
 
 GIST_CONFIG_FILE = "gist_config.json"
 TRAIN_CONFIG_FILE = "train_config.yaml"
@@ -39,18 +40,13 @@ LOG_FILE = "train_log.jsonl"
 
 # ---------------------------------------------------------------- the Trainer
 
-def batch_attention_mask(meta: GistMeta, dtype: torch.dtype, device, causal_only: bool) -> torch.Tensor:
+def batch_attention_mask(meta: GistMeta, dtype: torch.dtype, device, causal_only: bool, model=None):
     """The attention mask for a batch. Plain unpacked sft: a 2D padding mask (any attention kernel).
-    Otherwise the gist rule: via thinkc.models.patch if it has landed, else dense additive 4D."""
+    Otherwise the gist rule: a BlockMask when the model runs flex/gist attention on CUDA, else the
+    dense reference as an additive [B, 1, L, L] mask (CPU: flex has no backward there)."""
     if causal_only:
         return (meta.doc >= 0).long()
-    try:
-        from thinkc.models.patch import gist_attention_mask
-    except ImportError:
-        gist_attention_mask = None
-    if gist_attention_mask is not None:
-        return gist_attention_mask(meta, dtype, device)
-    return additive_mask(reference_mask(meta), dtype)[:, None]
+    return gist_attention_mask(meta, dtype, device, model=model)
 
 
 class GistTrainer(Trainer):
@@ -68,7 +64,7 @@ class GistTrainer(Trainer):
         dtype = next(p for p in model.parameters()).dtype
         if not dtype.is_floating_point:
             dtype = torch.float32
-        inputs["attention_mask"] = batch_attention_mask(meta, dtype, inputs["input_ids"].device, self.causal_only)
+        inputs["attention_mask"] = batch_attention_mask(meta, dtype, inputs["input_ids"].device, self.causal_only, model)
         return inputs
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -96,21 +92,10 @@ def load_model_and_tokenizer(cfg: TrainConfig):
         model.config.pad_token_id = tokenizer.pad_token_id
         model.config.eos_token_id = tokenizer.eos_token_id
         return model.train(), tokenizer
-    try:
-        from thinkc.models.loading import load_model, load_tokenizer
-    except ImportError:
-        load_model = load_tokenizer = None
-    if load_model is not None:
-        tokenizer = load_tokenizer(m.name)
-        model = load_model(m.name, dtype=dtype, device="cpu", attn_implementation=m.attn_implementation)
-    else:  # loader not available: a local folder only
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    from thinkc.models.loading import load_model, load_tokenizer
 
-        if not Path(m.name).is_dir():
-            raise ThinkcError(f"model.name: {m.name}: no such local model folder")
-        tokenizer = AutoTokenizer.from_pretrained(m.name, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(m.name, dtype=dtype, local_files_only=True,
-                                                     attn_implementation=m.attn_implementation)
+    tokenizer = load_tokenizer(m.name)
+    model = load_model(m.name, dtype=dtype, device="cpu", attn_implementation=m.attn_implementation)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.train(), tokenizer
@@ -135,15 +120,7 @@ def setup_gist(cfg: TrainConfig, tokenizer, model) -> GistSetup:
     before = len(tokenizer)
     add_gist_tokens(tokenizer, model, gcfg)
     new_ids = list(range(before, len(tokenizer)))
-    return GistSetup(gcfg, gcfg.flags, new_ids, layout_builder(tokenizer, gcfg))
-
-
-def layout_builder(tokenizer, gcfg):
-    try:
-        from thinkc.gist.layout import build_sample
-    except ImportError as e:
-        raise ThinkcError(f"the gist layout builder is not available (thinkc.gist.layout: {e})") from None
-    return lambda r: build_sample(r, tokenizer, gcfg)
+    return GistSetup(gcfg, gcfg.flags, new_ids, sample_builder(tokenizer, gcfg))
 
 
 # ---------------------------------------------------------------- LoRA, arguments
@@ -237,7 +214,8 @@ def run_training(cfg: TrainConfig, console: Optional[Console] = None) -> TrainRe
 
     model, tokenizer = load_model_and_tokenizer(cfg)
     gist = setup_gist(cfg, tokenizer, model) if cfg.uses_gist else None
-    samples, stats = build_samples(records, tokenizer, cfg, make=gist.make if gist else None)
+    make = gist.make if gist else sample_builder(tokenizer, sft_gist_config(cfg))
+    samples, stats = build_samples(records, tokenizer, cfg, make)
     if stats.label_tokens == 0:
         raise ThinkcError("no trainable tokens: every label is masked (check data.max_length)")
     if main:
@@ -248,6 +226,9 @@ def run_training(cfg: TrainConfig, console: Optional[Console] = None) -> TrainRe
 
         with atomic_write(out / TRAIN_CONFIG_FILE) as f:
             yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
+    causal_only = not cfg.uses_gist and not cfg.data.packing
+    if not causal_only:
+        enable_gist_attention(model)  # BlockMask -> flex on GPU; dense masks -> SDPA
     if cfg.lora.enabled:
         model = apply_lora(cfg, model, gist.new_token_ids if gist else [])
     if cfg.train.gradient_checkpointing:
@@ -258,7 +239,7 @@ def run_training(cfg: TrainConfig, console: Optional[Console] = None) -> TrainRe
         data_collator=GistCollator(pad_id=tokenizer.pad_token_id or 0),
         callbacks=[RichProgressCallback(console), JsonlLogCallback(out / LOG_FILE)],
         gist_flags=gist.flags if gist else GistFlags(),
-        causal_only=not cfg.uses_gist and not cfg.data.packing,
+        causal_only=causal_only,
     )
     trainer.remove_callback(PrinterCallback)  # the rich bar + JSONL log replace its prints
     train_t0 = time.time()
