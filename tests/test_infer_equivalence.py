@@ -86,6 +86,7 @@ def test_anllm(arch):
     check(model, prompts, policy, 20, random_forces(3, 20, rng))
 
 
+@pytest.mark.smollm2
 def test_smollm2(smollm2_path):
     from transformers import AutoModelForCausalLM
 
