@@ -230,16 +230,18 @@ def test_block_mask_on_long_synthetic_layouts():
         assert 0.0 < block_sparsity(gist_block_mask(meta)) < 1.0
 
 
-def test_split_document_is_rejected():
-    role = torch.full((1, 6), int(Role.PROMPT), dtype=torch.int8)
-    seg = torch.full((1, 6), -1, dtype=torch.int32)
-    doc = torch.tensor([[0, 0, 1, 1, 0, 0]], dtype=torch.int32)  # doc 0 in two runs: not an interval
-    meta = GistMeta(role, seg, doc, torch.full((1, 6), NEVER, dtype=torch.int32))
+@pytest.mark.parametrize("path", ["dispatch", "torch"])
+def test_invalid_metadata_is_rejected(path, monkeypatch):
+    if path == "torch":  # the fallback's Python check, as without the extension
+        monkeypatch.setattr("thinkc.ops.block_mask.backend", lambda op, device: "torch")
+    role = torch.full((1, 6), int(Role.CACHE), dtype=torch.int8)
+    never = torch.full((1, 6), NEVER, dtype=torch.int32)
+    split = torch.tensor([[0, 0, 1, 1, 0, 0]], dtype=torch.int32)  # doc 0 in two runs: not an interval
     with pytest.raises(ValueError, match="contiguous"):
-        build_gist_block_mask(meta, 4)
-    if extension_status()[0]:  # the C++ op checks it too, without the Python pre-check
-        with pytest.raises(ValueError, match="contiguous"):
-            torch.ops.thinkc.build_gist_block_mask(role, seg, doc, meta.expire, 4, 4, False, False, False)
+        build_gist_block_mask(GistMeta(role, torch.full((1, 6), -1, dtype=torch.int32), split, never), 4)
+    big_seg = torch.full((1, 6), 6, dtype=torch.int32)  # seg ids index a table of L entries
+    with pytest.raises(ValueError, match="seg ids"):
+        build_gist_block_mask(GistMeta(role, big_seg, torch.zeros_like(split), never, GistFlags(see_current=True)), 4)
 
 
 def test_block_sparsity_counts_skipped_tiles():
