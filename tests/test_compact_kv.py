@@ -177,3 +177,22 @@ def test_bad_shapes_and_dtypes_raise():
         if backend("compact_kv", "cpu") == "cpp":
             with pytest.raises((ValueError, RuntimeError)):
                 torch.ops.thinkc.compact_kv(cs, r.int(), o.int(), l)
+
+
+def test_compact_bench_small_cpu():
+    from thinkc.bench.compact import counted_bytes, keep_pattern, run_compact_bench
+
+    rows = run_compact_bench(batch=3, layers=2, kv_heads=2, head_dim=8, tokens=600, dtype=torch.float32,
+                             device="cpu", drop_fraction=0.5, repeats=1, warmup=0)
+    assert [r["impl"] for r in rows] == ["thinkc", "torch gather+copy"]
+    keep = keep_pattern(3, 600, 0.5)
+    for row in keep:  # valid, sorted, and drops roughly the asked share of the thought tokens
+        assert all(0 <= s < e <= 600 for s, e in row)
+        assert all(a[1] <= b[0] for a, b in zip(row, row[1:]))
+        kept = sum(e - s for s, e in row)
+        assert 0.2 < 1 - (kept - 256) / (600 - 256) < 0.8
+    nbytes = counted_bytes(keep, 600, 8 * 4, 2, 4)
+    for r in rows:
+        assert r["match"] is True
+        assert r["GB"] == pytest.approx(nbytes / 1e9)
+        assert r["GB/s"] == pytest.approx(r["GB"] / (r["time_ms"] / 1e3))
