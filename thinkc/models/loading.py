@@ -59,11 +59,16 @@ def load_tokenizer(name_or_path: str | os.PathLike):
         from thinkc.models.tokenizer import tiny_tokenizer
 
         return tiny_tokenizer()
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     path = resolve_model(name_or_path)
+    # transformers 5 trap: for a generic tokenizer.json (tokenizer_class TokenizersBackend /
+    # PreTrainedTokenizerFast) AutoTokenizer picks the class of config.json's model_type (e.g.
+    # Qwen2Tokenizer), which rebuilds the pre-tokenizer and silently changes the ids. Load such
+    # folders with the generic class, which uses tokenizer.json as it is.
+    cls = PreTrainedTokenizerFast if _generic_tokenizer(path) else AutoTokenizer
     try:
-        tok = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+        tok = cls.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError) as e:
         raise ThinkcError(f"{path}: cannot load a tokenizer ({_first_line(e)})") from None
     if tok.pad_token is None and tok.eos_token is not None:
@@ -88,6 +93,19 @@ def load_model(name_or_path: str | os.PathLike, dtype=None, device: str = "cpu",
     except (OSError, ValueError) as e:
         raise ThinkcError(f"{path}: cannot load the model ({_first_line(e)})") from None
     return model.to(device).eval()
+
+
+def _generic_tokenizer(path: Path) -> bool:
+    import json
+
+    cfg = path / "tokenizer_config.json"
+    if not (path / "tokenizer.json").is_file() or not cfg.is_file():
+        return False
+    try:
+        cls = json.loads(cfg.read_text(encoding="utf-8")).get("tokenizer_class")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return cls in ("TokenizersBackend", "PreTrainedTokenizerFast")
 
 
 def _dtype(dtype):
