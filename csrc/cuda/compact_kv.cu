@@ -93,50 +93,65 @@ __global__ void plan_kernel(const int32_t* __restrict__ ranges, int64_t R, const
   }
 }
 
-template <typename V>
+// Out vector v of a head -> (token, part): a shift when vectors-per-token is a power of two (the usual
+// head_dim * elem_size / 16), else a 32-bit division; 64-bit division would cost more than the copy.
+template <bool kPow2>
+__device__ __forceinline__ uint32_t token_of(uint32_t v, uint32_t vpt, uint32_t shift) {
+  return kPow2 ? v >> shift : v / vpt;
+}
+
+template <typename V, bool kPow2>
 __global__ void __launch_bounds__(kMoveThreads) move_kernel(CachePtrs caches, int64_t B, int64_t H, int64_t C,
-                                                            int64_t vpt, Workspace ws) {
+                                                            uint32_t vpt, uint32_t shift, Workspace ws) {
   const int64_t unit = blockIdx.x;  // (cache, row, head)
   const int64_t t = unit / (B * H), bh = unit % (B * H), b = bh / H;
   const int32_t new_len = ws.new_len[b];
   if (new_len < 0) return;
-  const int64_t old_len = ws.old_len[b];
   V* head = reinterpret_cast<V*>(caches.p[t]) + bh * C * vpt;
   const int32_t* row_map = ws.map + b * C;
-  const int64_t end = static_cast<int64_t>(new_len) * vpt;
-  constexpr int64_t kChunk = static_cast<int64_t>(kMoveThreads) * kUnroll;
+  const uint32_t end = static_cast<uint32_t>(new_len) * vpt;  // the launcher checks C * vpt < 2^31
+  const uint32_t old_end = static_cast<uint32_t>(ws.old_len[b]) * vpt;
+  constexpr uint32_t kChunk = static_cast<uint32_t>(kMoveThreads) * kUnroll;
 
-  for (int64_t base = static_cast<int64_t>(ws.fixed[b]) * vpt; base < end; base += kChunk) {
+  for (uint32_t base = static_cast<uint32_t>(ws.fixed[b]) * vpt; base < end; base += kChunk) {
     V staged[kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      const int64_t v = base + u * kMoveThreads + threadIdx.x;
+      const uint32_t v = base + u * kMoveThreads + threadIdx.x;
       if (v < end) {
-        const int64_t o = v / vpt, sub = v - o * vpt;
-        staged[u] = head[static_cast<int64_t>(__ldg(row_map + o)) * vpt + sub];
+        const uint32_t o = token_of<kPow2>(v, vpt, shift), part = v - o * vpt;
+        staged[u] = head[static_cast<uint32_t>(__ldg(row_map + o)) * vpt + part];
       }
     }
     __syncthreads();  // every read of this chunk is done before any write of it
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      const int64_t v = base + u * kMoveThreads + threadIdx.x;
+      const uint32_t v = base + u * kMoveThreads + threadIdx.x;
       if (v < end) head[v] = staged[u];
     }
     __syncthreads();
   }
   // Freed tail: only written, after all reads (the last sync above).
   const V zero{};
-  for (int64_t v = end + threadIdx.x; v < old_len * vpt; v += kMoveThreads) head[v] = zero;
+  for (uint32_t v = end + threadIdx.x; v < old_end; v += kMoveThreads) head[v] = zero;
 }
 
 template <typename V>
 cudaError_t launch_moves(const CompactKvCudaArgs& a, const Workspace& ws, cudaStream_t stream) {
   const int64_t vpt = a.row_bytes / static_cast<int64_t>(sizeof(V));
+  if (a.C * vpt >= (int64_t{1} << 31)) return cudaErrorInvalidValue;  // one head over 2^31 vectors
+  uint32_t shift = 0;
+  while ((int64_t{1} << shift) < vpt) ++shift;
+  const bool pow2 = (int64_t{1} << shift) == vpt;
   for (int64_t first = 0; first < a.num_caches; first += kMaxCachesPerLaunch) {
     const int64_t n = std::min<int64_t>(kMaxCachesPerLaunch, a.num_caches - first);
     CachePtrs ptrs{};
     for (int64_t i = 0; i < n; ++i) ptrs.p[i] = static_cast<char*>(a.caches[first + i]);
-    move_kernel<V><<<static_cast<unsigned>(n * a.B * a.H), kMoveThreads, 0, stream>>>(ptrs, a.B, a.H, a.C, vpt, ws);
+    const unsigned grid = static_cast<unsigned>(n * a.B * a.H);
+    if (pow2)
+      move_kernel<V, true><<<grid, kMoveThreads, 0, stream>>>(ptrs, a.B, a.H, a.C, static_cast<uint32_t>(vpt), shift, ws);
+    else
+      move_kernel<V, false><<<grid, kMoveThreads, 0, stream>>>(ptrs, a.B, a.H, a.C, static_cast<uint32_t>(vpt), shift, ws);
     cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
   }
