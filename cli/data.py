@@ -29,7 +29,7 @@ def synth(
     from thinkc.data.synth import synth_splits
     from thinkc.errors import ThinkcError
 
-    console = Console()
+    console = Console(soft_wrap=True)
     try:
         with console.status(f"synthesising {n + n_test:,} records"):
             train, test = synth_splits(n, n_test, seed, min_steps=min_steps, max_steps=max_steps, filler=filler,
@@ -59,7 +59,7 @@ def import_(
 
     records, skipped = import_file(input, format, skip_invalid=skip_invalid)
     write_records(output, records)
-    Console().print(f"imported {len(records):,} records to {output}" + (f", skipped {skipped:,} invalid" if skip_invalid else ""))
+    Console(soft_wrap=True).print(f"imported {len(records):,} records to {output}" + (f", skipped {skipped:,} invalid" if skip_invalid else ""))
 
 
 @app.command()
@@ -83,7 +83,7 @@ def export(
         raise ThinkcError(f"unknown export format {format!r} (choose messages or alpaca)")
     records, skipped = read_records_with_skips(input, skip_invalid)
     n = writers[format](records, output, ratio_tag=ratio_tag)
-    Console().print(f"exported {n:,} records ({format}) to {output}" + (f", skipped {skipped:,} invalid" if skip_invalid else ""))
+    Console(soft_wrap=True).print(f"exported {n:,} records ({format}) to {output}" + (f", skipped {skipped:,} invalid" if skip_invalid else ""))
 
 
 @app.command()
@@ -106,8 +106,10 @@ def stats(
     with Progress(transient=True) as progress:
         task = progress.add_task("tokenizing", total=len(records))
         st = compute_stats(records, tokenizer_counter(tok), progress=lambda k: progress.advance(task, k))
-    table = Table(title=f"{input}: {st.count:,} records" + (f" ({skipped:,} skipped)" if skipped else "")
+    console = Console(soft_wrap=True)
+    console.print(f"{input}: {st.count:,} records" + (f" ({skipped:,} skipped)" if skipped else "")
                   + f", tokenizer {tokenizer}")
+    table = Table()
     table.add_column("")
     table.add_column("mean", justify="right")
     for p in PERCENTILES:
@@ -116,7 +118,7 @@ def stats(
     for label, d in (("thinking tokens", st.thinking_tokens), ("answer tokens", st.answer_tokens),
                      ("thoughts / record", st.thoughts)):
         table.add_row(label, f"{d.mean:,.1f}", *(f"{d.percentiles[p]:,.0f}" for p in PERCENTILES), f"{d.total:,}")
-    Console().print(table)
+    console.print(table)
 
 
 # `thinkc data cts` lives in its own module (CTS engineer); registered here when present
