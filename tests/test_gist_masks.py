@@ -345,3 +345,17 @@ def test_flex_attention_with_block_mask_matches_sdpa_dense():
     want = F.scaled_dot_product_attention(q, k, v, attn_mask=dense, enable_gqa=True)
     rows = meta.doc[0] >= 0  # padding queries see nothing; their outputs are ignored
     torch.testing.assert_close(out[:, :, rows], want[:, :, rows], atol=1e-5, rtol=1e-5)
+
+
+# ---------------------------------------------------------------- bench plumbing
+
+def test_synthetic_layout_and_mask_bench_rows():
+    from thinkc.bench.mask import run_mask_bench, synthetic_layout
+
+    meta = synthetic_layout(700, thought_len=(20, 80), n_cache=9, seed=1)
+    assert len(meta) == 700 and (meta.role == int(Role.CACHE)).sum() % 9 == 0 and meta.seg.max() >= 3
+    rows = run_mask_bench((300, 513), block_size=64, repeats=1, warmup=0)
+    assert [r["L"] for r in rows] == [300, 513]
+    for r in rows:
+        assert r["equal"] is True and r["op_ms"] > 0 and r["cbm_ms"] > 0 and r["dense_ms"] > 0
+        assert 0.0 < r["sparsity"] < 1.0

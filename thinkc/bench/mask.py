@@ -1,7 +1,12 @@
 """`thinkc bench mask`: building the gist BlockMask, side by side in one run:
 thinkc's op (CUDA / C++ per device) and its pure-torch fallback vs torch
 `create_block_mask(gist_mask_mod)` vs the dense reference mask (skipped, and said so, where it
-would not fit in memory). Times are medians over repeats after warm-up, CUDA-synchronised."""
+would not fit in memory). Times are medians over repeats after warm-up, CUDA-synchronised.
+
+Row keys: L, block (tile size), backend (what runs the op: cuda / cpp / torch), op_ms (thinkc op),
+torch_ms (its pure-torch fallback), sparsity (share of tiles skipped), cbm_ms (torch
+create_block_mask with gist_mask_mod), equal (op output == create_block_mask's, exactly),
+dense_ms (dense reference mask), x_vs_cbm / x_vs_dense (speed-ups of the op), note."""
 from __future__ import annotations
 
 import random
@@ -70,26 +75,26 @@ def run_mask_bench(lengths=(4096, 8192, 16384, 32768), device: str = "cpu", bloc
     rows = []
     for L in lengths:
         meta = synthetic_layout(L, thought_len=thought_len, seed=0).batched().to(device)
-        row: dict = {"L": L, "block": block_size, "op_backend": backend("build_gist_block_mask", device)}
+        row: dict = {"L": L, "block": block_size, "backend": backend("build_gist_block_mask", device)}
         ours = build_gist_block_mask(meta, block_size)
         row["op_ms"] = time_fn(lambda: build_gist_block_mask(meta, block_size), device, repeats, warmup) * 1e3
         if torch_fallback:
-            row["torch_fallback_ms"] = time_fn(lambda: build_gist_block_mask_torch(meta, block_size), device,
+            row["torch_ms"] = time_fn(lambda: build_gist_block_mask_torch(meta, block_size), device,
                                                repeats, warmup) * 1e3
-        row["block_sparsity"] = round(block_sparsity(gist_block_mask(meta, block_size)), 4)
+        row["sparsity"] = round(block_sparsity(gist_block_mask(meta, block_size)), 4)
         if _dense_fits(L, device):
             mod = gist_mask_mod(meta)
 
             def cbm():
                 return create_block_mask(mod, 1, 1, L, L, device=device, BLOCK_SIZE=block_size)
 
-            row["create_block_mask_ms"] = time_fn(cbm, device, repeats, warmup) * 1e3
+            row["cbm_ms"] = time_fn(cbm, device, repeats, warmup) * 1e3
             want = cbm()
             row["equal"] = all(torch.equal(a, b) for a, b in zip(
                 ours, (want.kv_num_blocks, want.kv_indices, want.full_kv_num_blocks, want.full_kv_indices)))
             row["dense_ms"] = time_fn(lambda: reference_mask(meta), device, repeats, warmup) * 1e3
-            row["speedup_vs_create_block_mask"] = row["create_block_mask_ms"] / row["op_ms"]
-            row["speedup_vs_dense"] = row["dense_ms"] / row["op_ms"]
+            row["x_vs_cbm"] = row["cbm_ms"] / row["op_ms"]
+            row["x_vs_dense"] = row["dense_ms"] / row["op_ms"]
         else:
             row["note"] = f"dense L x L build skipped: {8 * L * L / 2**30:.0f} GiB would not fit"
         rows.append(row)
