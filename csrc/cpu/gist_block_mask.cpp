@@ -90,10 +90,16 @@ std::string gist_block_mask_row(const int32_t* role, const int32_t* seg, const i
     for (int64_t q = 0; q < L; ++q) {
       if (role[q] != kGistRoleCache || seg[q] < 0 || doc[q] < 0) continue;  // row = base row (or empty)
       int32_t* row = counts.data() + (q / q_block) * n_kv;
-      for (int64_t k = lo[seg[q]]; k <= hi[seg[q]]; ++k) {
+      const int64_t first = lo[seg[q]];
+      int64_t kb = first / kv_block, next_block = (kb + 1) * kv_block;  // no division in the loop
+      for (int64_t k = first; k <= hi[seg[q]]; ++k) {
+        if (k == next_block) {
+          ++kb;
+          next_block += kv_block;
+        }
         const int32_t now = gist_visible(q, k, role[q], seg[q], doc[q], role[k], seg[k], doc[k], expire[k], flags);
         const int32_t base = flags.see_current ? 0 : gist_base_visible(q, k, doc[q], doc[k], expire[k]);
-        row[k / kv_block] += now - base;
+        row[kb] += now - base;
       }
     }
   }
