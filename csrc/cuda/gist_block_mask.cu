@@ -144,20 +144,21 @@ __global__ void cache_query_kernel(const int32_t* __restrict__ role, const int32
   const int32_t* expire_b = expire + b * L;
   int32_t* row = s.counts + b * tiles + (q / q_block) * n_kv;
   const int32_t lo = s.seg_lo[b * L + seg_q], hi = s.seg_hi[b * L + seg_q];
-  int64_t cur_kb = -1;
-  int32_t acc = 0;  // accumulate per kv-block, one atomic per block touched
+  // accumulate per kv-block, one atomic per block touched; no division inside the loop
+  int64_t kb = lo / kv_block, next_block = (kb + 1) * kv_block;
+  int32_t acc = 0;
   for (int64_t k = lo; k <= hi; ++k) {
-    const int32_t now = gist_visible(q, k, role_q, seg_q, doc_q, role_b[k], seg_b[k], doc_b[k], expire_b[k], flags);
-    const int32_t base = flags.see_current ? 0 : gist_base_visible(q, k, doc_q, doc_b[k], expire_b[k]);
-    const int64_t kb = k / kv_block;
-    if (kb != cur_kb) {
-      if (acc != 0) atomicAdd(row + cur_kb, acc);
-      cur_kb = kb;
+    if (k == next_block) {
+      if (acc != 0) atomicAdd(row + kb, acc);
+      ++kb;
+      next_block += kv_block;
       acc = 0;
     }
+    const int32_t now = gist_visible(q, k, role_q, seg_q, doc_q, role_b[k], seg_b[k], doc_b[k], expire_b[k], flags);
+    const int32_t base = flags.see_current ? 0 : gist_base_visible(q, k, doc_q, doc_b[k], expire_b[k]);
     acc += now - base;
   }
-  if (acc != 0) atomicAdd(row + cur_kb, acc);
+  if (acc != 0) atomicAdd(row + kb, acc);
 }
 
 // 4. One thread per (row, kv-block) column: add (#keys covering the q-block) x (#normal queries).
