@@ -91,3 +91,16 @@ def test_infer_bad_method(model_dir, tmp_path):
     res = CliRunner().invoke(app, ["infer", "--prompt", "hi", "--output", str(tmp_path / "o.jsonl"),
                                    "--method", "nope", "--model", str(model_dir)])
     assert res.exit_code != 0 and "nope" in str(res.exception)
+
+
+def test_infer_single_prompt_and_prompts_only_file(model_dir, tmp_path):
+    out = tmp_path / "p.jsonl"
+    invoke("--prompt", "What is 2 + 3?", "--output", out, "--method", "streamingllm", "--budget", 16,
+           "--model", model_dir, "--max-new-tokens", 6, "--device", "cpu")
+    (row,) = read(out)
+    assert row["id"] == "prompt-0" and row["method"] == "streamingllm" and "gold" not in row
+    src = tmp_path / "q.jsonl"
+    src.write_text(json.dumps({"id": "a", "question": "What is 1 + 1?"}) + "\n")
+    invoke("--input", src, "--output", tmp_path / "q_out.jsonl", "--method", "vanilla", "--model", model_dir,
+           "--max-new-tokens", 4, "--device", "cpu")
+    assert [r["id"] for r in read(tmp_path / "q_out.jsonl")] == ["a"]

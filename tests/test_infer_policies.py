@@ -118,6 +118,7 @@ def test_h2o_heavy_hitters_and_recent():
                 assert keep[b][v].all()
                 continue
             assert int(keep[b].sum()) == budget - 1
+            assert float(s.score[b][v].sum()) > 0  # attention weights really were collected
             pos = s.pos[b][v]
             recent = set(sorted(pos.tolist())[-window:])
             kept = set(s.pos[b][keep[b]].tolist())

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-from transformers import DynamicCache
 
 from thinkc.gist.rule import COMPRESSIBLE, NEVER, Role, additive_mask, visible
+from thinkc.infer.cache import StaticGistCache
 from thinkc.infer.policies.base import CachePolicy, RowState, SlotView
 from thinkc.infer.sampling import SamplingConfig, choose_tokens, make_generator
+from thinkc.ops.compact import ranges_from_keep_mask
 
 ForceFn = Callable[[int, int], bool]  # (sample index, tokens generated so far) -> force a compression now
 _GIST_QUERY_ROLES = (Role.INSTR, Role.CACHE, Role.OUTPUT)
@@ -86,26 +87,33 @@ def _as_force_fn(force) -> ForceFn | None:
     return lambda idx, n: n in table.get(idx, ())
 
 
-def _compact(cache: DynamicCache, slots: _Slots, keep: torch.Tensor) -> None:
-    """Kept slots slide left in order, rows padded to the longest kept row (padding: doc = -1)."""
+def _compact_meta(slots: _Slots, keep: torch.Tensor) -> None:
+    """The metadata side of compact_kv: kept slots slide left in order, the rest become padding."""
     n_keep = keep.sum(1)
-    K_new = int(n_keep.max()) if keep.numel() else 0
-    order = (~keep).to(torch.int8).argsort(dim=1, stable=True)[:, :K_new]  # kept slots first, in order
-    live = torch.arange(K_new, device=keep.device)[None, :] < n_keep[:, None]
-    for layer in cache.layers:
-        B, H, _, D = layer.keys.shape
-        idx = order[:, None, :, None].expand(B, H, K_new, D)
-        layer.keys = layer.keys.gather(2, idx)
-        layer.values = layer.values.gather(2, idx)
+    width = max(int(n_keep.max()), 1)
+    order = (~keep).to(torch.int8).argsort(dim=1, stable=True)[:, :width]  # kept slots first, in order
+    live = torch.arange(width, device=keep.device)[None, :] < n_keep[:, None]
     slots.apply(lambda t: t.gather(1, order))
     slots.doc = torch.where(live, slots.doc, torch.full_like(slots.doc, -1))
     slots.expire = torch.where(live, slots.expire, torch.full_like(slots.expire, NEVER))
 
 
-def _select_rows(cache: DynamicCache, slots: _Slots, rows: torch.Tensor) -> None:
-    for layer in cache.layers:
-        layer.keys, layer.values = layer.keys[rows], layer.values[rows]
-    slots.apply(lambda t: t[rows])
+def _key_meta(slots: _Slots, q: dict, lengths: torch.Tensor, Q: int) -> dict:
+    """Metadata [B, kv_len] of the keys a forward sees: cached slots, then each row's q tokens at
+    [len_b, len_b + Q), padding elsewhere (kv_len = max len + Q, as StaticGistCache.update)."""
+    B = lengths.shape[0]
+    kv_len = int(lengths.max()) + Q
+    out = {}
+    for f in _SLOT_FIELDS:
+        old = getattr(slots, f)
+        fill = {"doc": -1, "expire": NEVER}.get(f, 0)
+        t = torch.full((B, kv_len), fill, dtype=old.dtype, device=old.device)
+        w = min(old.shape[1], kv_len)
+        t[:, :w] = old[:, :w]
+        new = q[f] if f != "score" else torch.zeros(B, Q, dtype=old.dtype, device=old.device)
+        t.scatter_(1, lengths.long()[:, None] + torch.arange(Q, device=old.device)[None, :], new.to(old.dtype))
+        out[f] = t
+    return out
 
 
 @torch.no_grad()
@@ -144,9 +152,11 @@ def decode(
     next_pos = [0] * len(prompts)
     # pending[r]: (token, role, seg, counts_as_gist_query) fed at the next step
     pending = [[(int(t), Role.PROMPT, -1, False) for t in p] for p in prompts]
-    active = list(range(len(prompts)))  # batch row b -> prompt number
-    cache = DynamicCache()
-    slots = _Slots(len(prompts), device)
+    N = len(prompts)
+    done = [False] * N
+    # room for the prompt and every generated token; gist blocks are freed as they come (grow if not)
+    cache = StaticGistCache.for_model(model, N, max(map(len, prompts)) + max_new_tokens + 16, grow=True)
+    slots = _Slots(N, device)
 
     restore_attn = None
     if policy.needs_attention and model.config._attn_implementation != "eager":
@@ -154,24 +164,25 @@ def decode(
         model.set_attn_implementation("eager")  # attention weights for scoring policies
     t0 = time.perf_counter()
     try:
-        while active:
-            B, Q = len(active), max(len(pending[r]) for r in active)
-            q = {k: torch.zeros(B, Q, dtype=torch.long) for k in ("token", "pos", "role", "seg", "expire")}
+        while not all(done):
+            Q = max(len(pending[r]) for r in range(N))
+            q = {k: torch.zeros(N, Q, dtype=torch.long) for k in ("token", "pos", "role", "seg", "expire")}
             q["token"].fill_(pad_id)
-            q["doc"] = torch.full((B, Q), -1, dtype=torch.long)
+            q["doc"] = torch.full((N, Q), -1, dtype=torch.long)
             q["expire"].fill_(NEVER)
-            gist_q = torch.zeros(B, Q, dtype=torch.bool)
-            closes = []  # (batch row, seg, expire value, [o] position or None)
-            for b, r in enumerate(active):
+            gist_q = torch.zeros(N, Q, dtype=torch.bool)
+            closes = []  # (row, seg, expire value, [o] position or None)
+            for r in range(N):
                 toks = pending[r]
                 n = len(toks)
-                pos = torch.arange(next_pos[r], next_pos[r] + n)
-                q["token"][b, :n] = torch.tensor([t[0] for t in toks])
-                q["pos"][b, :n] = pos
-                q["role"][b, :n] = torch.tensor([int(t[1]) for t in toks])
-                q["seg"][b, :n] = torch.tensor([t[2] for t in toks])
-                q["doc"][b, :n] = 0
-                gist_q[b, :n] = torch.tensor([t[3] for t in toks])
+                if n == 0:
+                    continue
+                q["token"][r, :n] = torch.tensor([t[0] for t in toks])
+                q["pos"][r, :n] = torch.arange(next_pos[r], next_pos[r] + n)
+                q["role"][r, :n] = torch.tensor([int(t[1]) for t in toks])
+                q["seg"][r, :n] = torch.tensor([t[2] for t in toks])
+                q["doc"][r, :n] = 0
+                gist_q[r, :n] = torch.tensor([t[3] for t in toks])
                 roles = [t[1] for t in toks]
                 if Role.CACHE in roles:  # a gist block closes segment `seg` in this step
                     seg = toks[-1][2]
@@ -179,60 +190,61 @@ def decode(
                     exp = o_pos if o_pos is not None else next_pos[r] + max(i for i, x in enumerate(roles) if x == Role.CACHE) + 1
                     for i, t in enumerate(toks):
                         if t[1] in COMPRESSIBLE:
-                            q["expire"][b, i] = exp
-                    closes.append((b, seg, exp, o_pos))
+                            q["expire"][r, i] = exp
+                    closes.append((r, seg, exp, o_pos))
             q = {k: v.to(device) for k, v in q.items()}
-            for b, seg, exp, o_pos in closes:  # the thought's cached keys expire at [o] (rule: compute_expire)
-                compressible = (slots.role[b] == Role.THOUGHT) | (slots.role[b] == Role.TRIGGER) | (slots.role[b] == Role.INSTR)
-                hit = (slots.doc[b] >= 0) & (slots.seg[b] == seg) & compressible
-                slots.expire[b] = torch.where(hit, torch.full_like(slots.expire[b], exp), slots.expire[b])
+            for r, seg, exp, o_pos in closes:  # the thought's cached keys expire at [o] (rule: compute_expire)
+                compressible = (slots.role[r] == Role.THOUGHT) | (slots.role[r] == Role.TRIGGER) | (slots.role[r] == Role.INSTR)
+                hit = (slots.doc[r] >= 0) & (slots.seg[r] == seg) & compressible
+                slots.expire[r] = torch.where(hit, torch.full_like(slots.expire[r], exp), slots.expire[r])
                 if policy.exclude_continue and o_pos is not None:  # the previous [o] stops at this [o]
-                    prev_o = (slots.doc[b] >= 0) & (slots.role[b] == Role.OUTPUT) & (slots.expire[b] == NEVER)
-                    slots.expire[b] = torch.where(prev_o, torch.full_like(slots.expire[b], o_pos), slots.expire[b])
+                    prev_o = (slots.doc[r] >= 0) & (slots.role[r] == Role.OUTPUT) & (slots.expire[r] == NEVER)
+                    slots.expire[r] = torch.where(prev_o, torch.full_like(slots.expire[r], o_pos), slots.expire[r])
 
-            k_cat = {f: torch.cat([getattr(slots, f), q[f]], dim=1) for f in ("pos", "role", "seg", "doc", "expire")}
-            vis = visible(q["pos"], q["role"], q["seg"], q["doc"], k_cat["pos"], k_cat["role"], k_cat["seg"],
-                          k_cat["doc"], k_cat["expire"], policy.flags)
+            n_real = torch.tensor([len(pending[r]) for r in range(N)], device=device)
+            k = _key_meta(slots, q, cache.lengths.to(device), Q)  # the layout update() will write
+            vis = visible(q["pos"], q["role"], q["seg"], q["doc"], k["pos"], k["role"], k["seg"], k["doc"],
+                          k["expire"], policy.flags)
+            cache.begin_step(n_real)
             with warnings.catch_warnings():  # past_key_values -> cache rename (transformers 5.24); 5.17 needs the old name
                 warnings.simplefilter("ignore", FutureWarning)
                 out = model.model(input_ids=q["token"], position_ids=q["pos"], attention_mask=additive_mask(vis, dtype)[:, None],
                                   past_key_values=cache, use_cache=True, output_attentions=policy.needs_attention)
-            score_new = torch.zeros(B, Q, dtype=torch.float32, device=device)
-            slots.append(token=q["token"], pos=q["pos"], role=q["role"], seg=q["seg"], doc=q["doc"],
-                         expire=q["expire"], score=score_new)
+            for f in _SLOT_FIELDS:
+                setattr(slots, f, k[f])
             if policy.needs_attention:
                 real_q = (q["doc"] >= 0).float()
-                for att in out.attentions:  # [B, H, Q, K]
+                for att in out.attentions:  # [B, H, Q, kv_len]
                     slots.score += torch.einsum("bhqk,bq->bk", att.float(), real_q)
 
-            n_real = torch.tensor([len(pending[r]) for r in active], device=device)
-            last = n_real - 1
-            hidden = out.last_hidden_state[torch.arange(B, device=device), last]
+            last = (n_real - 1).clamp(min=0)
+            hidden = out.last_hidden_state[torch.arange(N, device=device), last]
             logits = model.get_output_embeddings()(hidden).float()
             counts = vis.sum(-1).cpu()
             valid_now = (slots.doc >= 0).sum(1).cpu()
-            tokens = choose_tokens(logits, sampling, [gens[r] for r in active])
+            live = [r for r in range(N) if pending[r]]
+            tokens = dict(zip(live, choose_tokens(logits[live], sampling, [gens[r] for r in live])))
 
-            finished = []
-            for b, r in enumerate(active):
+            for r in live:
                 res, st, toks = results[r], states[r], pending[r]
                 n = len(toks)
                 res.aug_ids += [t[0] for t in toks]
                 res.aug_roles += [int(t[1]) for t in toks]
                 res.aug_segs += [t[2] for t in toks]
                 if record_logits:
-                    res.logits.append((next_pos[r] + n - 1, logits[b].cpu().clone()))
-                res.dependency += int(counts[b, n - 1]) + 1 + int(counts[b, :n][gist_q[b, :n]].sum())
-                res.peak_kv = max(res.peak_kv, int(valid_now[b]))
+                    res.logits.append((next_pos[r] + n - 1, logits[r].cpu().clone()))
+                res.dependency += int(counts[r, n - 1]) + 1 + int(counts[r, :n][gist_q[r, :n]].sum())
+                res.peak_kv = max(res.peak_kv, int(valid_now[r]))
                 next_pos[r] += n
-                t = tokens[b]
+                t = tokens[r]
                 st.generated.append(t)
                 res.tokens.append(t)
                 st.thought_len += 1
                 if t in eos or len(st.generated) >= max_new_tokens:
                     res.stopped_by_eos = t in eos
                     res.wall_s = time.perf_counter() - t0
-                    finished.append(b)
+                    done[r] = True
+                    pending[r] = []
                     continue
                 role = Role.TRIGGER if trigger is not None and t == trigger else Role.THOUGHT
                 block = policy.block_after(st, t, bool(force and force(st.index, len(st.generated))))
@@ -244,27 +256,25 @@ def decode(
                     st.compressions += 1
                     res.compressions += 1
             if on_step:
-                on_step(B)
+                on_step(len(live))
 
-            # drop expired keys (the rule's expire) and what the policy evicts; finished rows leave
-            nxt = torch.tensor([next_pos[r] for r in active], device=device)
+            # drop expired keys (the rule's expire) and what the policy evicts; finished rows drop all
+            nxt = torch.tensor(next_pos, device=device)
             keep = (slots.doc >= 0) & (slots.expire > nxt[:, None])
             extra = policy.keep(slots.view())
             if extra is not None:
                 keep &= extra
-            dropped = bool(((slots.doc >= 0) & ~keep).any())
-            dead = int((~keep).sum(1).min())
-            if dropped or dead > max(16, slots.doc.shape[1] // 4):
-                _compact(cache, slots, keep)
-                keep = slots.doc >= 0
-            kept = keep.sum(1).cpu()
-            for b, r in enumerate(active):
-                results[r].kv_trace.append(int(kept[b]))
-            if finished:
-                stay = [b for b in range(B) if b not in finished]
-                active = [active[b] for b in stay]
-                if active:
-                    _select_rows(cache, slots, torch.tensor(stay, device=device))
+            kept = keep.sum(1).cpu()  # the trace shows a finished row's last cache, not the release
+            keep &= torch.tensor([not d for d in done], device=device)[:, None]
+            if bool(((slots.doc >= 0) & ~keep).any()):
+                lengths = cache.lengths.to(device)
+                w = keep.shape[1]
+                full = torch.zeros(N, cache.capacity, dtype=torch.bool, device=device)
+                full[:, :w] = keep
+                cache.compact(*ranges_from_keep_mask(full, lengths))
+                _compact_meta(slots, keep)
+            for r in live:
+                results[r].kv_trace.append(int(kept[r]))
     finally:
         if restore_attn is not None:
             model.set_attn_implementation(restore_attn)

@@ -29,8 +29,18 @@ def load_inputs(path: str | os.PathLike | None = None, prompt: str | None = None
             raise ThinkcError("--prompt is empty")
         return [{"id": "prompt-0", "question": prompt}]
     from thinkc.eval.tasks import load_benchmark
+    from thinkc.io import iter_jsonl
 
-    return load_benchmark(path)
+    try:
+        return load_benchmark(path)
+    except ThinkcError:
+        rows = [r for _, r in iter_jsonl(path)]
+        if rows and all(isinstance(r.get("question"), str) and "id" in r for r in rows):
+            from thinkc.eval.answers import gold_from_reference
+
+            return [{"id": str(r["id"]), "question": r["question"], "answer": gold_from_reference(r.get("answer"))}
+                    for r in rows]
+        raise
 
 
 def eos_ids(tokenizer) -> list[int]:
