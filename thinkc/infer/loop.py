@@ -9,11 +9,18 @@ kept in sync with the cache through every compaction. Padding slots have doc = -
 visible. Positions are never re-indexed: each token takes the next absolute position of its row.
 
 After the forward: keys whose `expire` is <= the row's next position are dropped (the thought a
-gist block just summarised), plus whatever the policy evicts; kept slots slide left in order
-(one gather over all layers); rows that finished leave the batch.
+gist block just summarised), plus whatever the policy evicts; kept slots slide left in order in
+every layer with one compact_kv call (thinkc.infer.cache.StaticGistCache: preallocated, ragged
+per-row lengths). A finished row releases all its keys and feeds padding until the batch is done.
+The slot metadata has the cache's layout: row b's keys are slots [0, lengths[b]); a forward
+writes the row's q tokens at [lengths[b], lengths[b] + q), of which the first n_new are real.
 
-The KV store is a transformers DynamicCache whose per-layer tensors the loop compacts itself;
-rows are ragged through the slot metadata (not through cache lengths)."""
+Measurements per sample: peak KV (largest number of cached keys right after a forward, so the
+transient gist block counts), kv_trace (keys kept after each step), dependency (for each
+generated token, the keys visible to the query that produced it plus itself: LP*LO + LO(LO+1)/2
+for vanilla; fed gist tokens <w>/I/C/[o] add the keys they attend to), compressions.
+Rolling positions (re-indexing kept keys) are not implemented: positions always continue.
+"""
 from __future__ import annotations
 
 import time
@@ -30,7 +37,6 @@ from thinkc.infer.sampling import SamplingConfig, choose_tokens, make_generator
 from thinkc.ops.compact import ranges_from_keep_mask
 
 ForceFn = Callable[[int, int], bool]  # (sample index, tokens generated so far) -> force a compression now
-_GIST_QUERY_ROLES = (Role.INSTR, Role.CACHE, Role.OUTPUT)
 
 
 @dataclass
