@@ -88,6 +88,21 @@ def test_missing_package_is_a_clear_error(monkeypatch):
         smollm2.find_gguf()
 
 
+def test_prepare_converts_once(empty_home, monkeypatch):
+    calls = []
+
+    def fake_convert(target):
+        calls.append(target)
+        target.mkdir(parents=True)
+        for name in ("config.json", "model.safetensors", "tokenizer.json"):
+            (target / name).write_text("{}")
+
+    monkeypatch.setattr(smollm2, "_convert", fake_convert)
+    path = smollm2.prepare_smollm2()
+    assert path == empty_home / "models" / "smollm2" and smollm2.smollm2_available()
+    assert smollm2.prepare_smollm2() == path and len(calls) == 1
+
+
 # ------------------------------------------------------------------ slow: the real conversion
 
 @pytest.fixture(scope="session")
@@ -112,7 +127,7 @@ def test_smollm2_conversion_matches_the_gguf(fresh_smollm2_home, monkeypatch):
     home, path = fresh_smollm2_home
     monkeypatch.setenv("THINKC_HOME", str(home))
     assert path == home / "models" / "smollm2" and smollm2.smollm2_available()
-    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp dirs left
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".") and p.is_dir()]  # no temp dirs left
     model, tok = load_model("smollm2"), load_tokenizer("smollm2")
     assert type(model).__name__ == "LlamaForCausalLM" and not hasattr(model.config, "quantization_config")
     ref_model, ref_tok = smollm2.load_from_gguf()

@@ -7,6 +7,7 @@ save_pretrained a gguf-quantised model: we drop `quantization_config`, copy the 
 LlamaForCausalLM and save that."""
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import os
 import shutil
@@ -69,6 +70,17 @@ def prepare_smollm2(force: bool = False) -> Path:
     target = smollm2_dir()
     if _is_prepared(target) and not force:
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # one converter at a time (parallel test sessions may all ask); later ones find it done
+    with open(target.parent / ".smollm2.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _is_prepared(target) and not force:
+            return target
+        _convert(target)
+    return target
+
+
+def _convert(target: Path) -> None:
     from transformers import LlamaForCausalLM
 
     gguf_model, tok = load_from_gguf()
@@ -82,7 +94,6 @@ def prepare_smollm2(force: bool = False) -> Path:
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
 
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".smollm2.", dir=target.parent))
     try:
         model.save_pretrained(tmp, safe_serialization=True)
@@ -97,4 +108,3 @@ def prepare_smollm2(force: bool = False) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return target
