@@ -359,3 +359,25 @@ def test_synthetic_layout_and_mask_bench_rows():
     for r in rows:
         assert r["equal"] is True and r["op_ms"] > 0 and r["cbm_ms"] > 0 and r["dense_ms"] > 0
         assert 0.0 < r["sparsity"] < 1.0
+
+
+@pytest.mark.parametrize("mode, level, flags", [
+    ("aug", "thought", dict(see_current=True, bi_directional=True, exclude_continue=True)),
+    ("recover", "token", dict(diagonal=True, prefill_compress=True)),
+])
+def test_real_layouts_packed(tokenizer, mode, level, flags):
+    """Samples from the layout builder (synthetic task), packed: op == fallback == create_block_mask."""
+    from thinkc.data.synth import synth_records
+    from thinkc.gist.config import GistConfig
+    from thinkc.gist.layout import build_samples
+    from thinkc.gist.tokens import add_gist_tokens
+
+    cfg = GistConfig(mode=mode, level=level, **flags)
+    add_gist_tokens(tokenizer, None, cfg)
+    samples, _ = build_samples(synth_records(4, seed=3), tokenizer, cfg)
+    rows = pack_samples(samples, 2 * max(len(s) for s in samples), pad_id=0)
+    meta = GistMeta(*(torch.stack([getattr(r.meta, f) for r in rows]) for f in ("role", "seg", "doc", "expire")),
+                    cfg.flags)
+    want = torch_block_mask(meta, 64)
+    assert_same(build_gist_block_mask(meta, 64), want, "op")
+    assert_same(build_gist_block_mask_torch(meta, 64), want, "torch fallback")
