@@ -35,7 +35,7 @@ def test_llmlingua_compresses_long_trace_offline(tiny_folder, tokenizer):
 
 
 def test_llmlingua_needs_a_folder():
-    with pytest.raises(ThinkcError, match="not a local model folder"):
+    with pytest.raises(ThinkcError, match="no such local folder"):
         make_backend("llmlingua", "no/such/folder")
 
 

@@ -173,8 +173,13 @@ def run(job: CtsJob, model=None, tokenizer=None, console=None) -> list[dict]:
         if not 0.0 < r <= 1.0:
             raise ThinkcError(f"--ratio {r}: must be in (0, 1]")
     records = read_input(Path(job.input))
-    backend = make_backend(job.backend, job.reference, model=model, tokenizer=tokenizer, device=job.device,
-                           batch_size=job.batch_size, window=job.window, dtype=job.dtype)
+    if job.merge and job.backend in ("native", "unconditional"):  # reading stored scores needs no model
+        from thinkc.cts.backends import StoredScores, load_reference_tokenizer
+
+        backend = StoredScores(job.backend, tokenizer or load_reference_tokenizer(job.reference))
+    else:
+        backend = make_backend(job.backend, job.reference, model=model, tokenizer=tokenizer, device=job.device,
+                               batch_size=job.batch_size, window=job.window, dtype=job.dtype)
     if not job.merge:
         score_shard(job, backend, records, console)
         if job.shard[1] > 1:

@@ -8,39 +8,40 @@ Two kinds:
 """
 from __future__ import annotations
 
-import os
-
 from thinkc.errors import ThinkcError
 
 BACKENDS = ("native", "unconditional", "llmlingua", "llmlingua2")
 
 
 def reference_folder(name: str) -> str:
-    """A local folder for `name` (LLMLingua loads models by path): the folder itself, or the
-    prepared SmolLM2 for "smollm2"."""
-    if os.path.isdir(name):
-        return name
-    if name == "smollm2":
-        from thinkc.models.smollm2 import prepare_smollm2
+    """A local folder for `name` (LLMLingua loads models by path): a folder, "smollm2" or a
+    shipped checkpoint name, resolved by thinkc.models.loading (never downloads)."""
+    from thinkc.models.loading import resolve_model
 
-        return str(prepare_smollm2())
-    raise ThinkcError(f"{name!r} is not a local model folder (this backend loads the reference model from disk)")
+    return str(resolve_model(name))
 
 
 def load_reference(name: str, device: str = "cpu", dtype: str = "float32"):
     """(model, tokenizer) for a local folder, "smollm2" or a shipped tiny name, via thinkc.models."""
-    import torch
+    from thinkc.models.loading import load_model, load_tokenizer
 
-    try:
-        from thinkc.models.loading import load_model, load_tokenizer
-    except ImportError:  # thinkc.models.loading not available: plain local folders still work
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    return load_model(name, dtype=dtype, device=device), load_tokenizer(name)
 
-        path = reference_folder(name)
-        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=getattr(torch, dtype))
-        return model.to(device).eval(), tok
-    return load_model(name, dtype=getattr(torch, dtype), device=device).eval(), load_tokenizer(name)
+
+def load_reference_tokenizer(name: str):
+    """Only the tokenizer of a reference model (a merge needs no model)."""
+    from thinkc.models.loading import load_tokenizer
+
+    return load_tokenizer(name)
+
+
+class StoredScores:
+    """Stands in for a scores backend when only stored scores are read (--merge): no model loaded."""
+
+    kind = "scores"
+
+    def __init__(self, name: str, tokenizer):
+        self.name, self.tokenizer = name, tokenizer
 
 
 def make_backend(name: str, reference: str | None = None, *, model=None, tokenizer=None, device: str = "cpu",

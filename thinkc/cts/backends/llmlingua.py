@@ -23,11 +23,11 @@ SUPPORTED = ("0.2.2",)  # the versions whose internals the two patches below wer
 class _TokenCounter:
     """Stands in for tiktoken's Encoding: llmlingua only calls .encode() to count tokens."""
 
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
+    def __init__(self, owner):
+        self.owner = owner  # the compressor: count with whatever tokenizer it holds now
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self.owner.tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def compressor_class():
@@ -54,7 +54,7 @@ def compressor_class():
                                  use_llmlingua2=use_llmlingua2)
             finally:
                 pc.tiktoken = real
-            self.oai_tokenizer = _TokenCounter(self.tokenizer)
+            self.oai_tokenizer = _TokenCounter(self)
 
         def get_ppl(self, text, granularity="sentence", input_ids=None, attention_mask=None, past_key_values=None,
                     return_kv=False, end=None, condition_mode="none", condition_pos_id=0):
@@ -94,8 +94,15 @@ class LLMLinguaBackend:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.compressor = compressor_class()(folder, device)
+        # thinkc's loader, not AutoTokenizer: on transformers 5 AutoTokenizer may rebuild a generic
+        # tokenizer.json as the model type's class and change the ids (thinkc/models/loading.py)
+        from thinkc.cts.backends import load_reference_tokenizer
+
+        tok = load_reference_tokenizer(folder)
+        tok.padding_side = "left"  # as llmlingua sets up its own tokenizer
+        self.compressor.tokenizer = tok
         self.folder = folder
-        self.tokenizer = self.compressor.tokenizer if tokenizer is None else tokenizer
+        self.tokenizer = tok if tokenizer is None else tokenizer
 
     def meta(self) -> dict:
         import importlib.metadata
