@@ -23,21 +23,24 @@ class LLMLingua2Backend:
                               f"token-classification model folder (got {folder!r}); nothing is downloaded")
         import warnings
 
+        from transformers import AutoConfig
+
         from thinkc.cts.backends.llmlingua import compressor_class
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.compressor = compressor_class()(folder, device, use_llmlingua2=True)
-        arch = getattr(self.compressor.model.config, "architectures", None) or []
+        config = AutoConfig.from_pretrained(folder, local_files_only=True)  # check before llmlingua loads it
+        arch = getattr(config, "architectures", None) or []
         if not any("ForTokenClassification" in a for a in arch):
             raise ThinkcError(f"{folder}: not a token-classification model ({', '.join(arch) or 'unknown'}); "
                               "llmlingua2 needs an LLMLingua-2 checkpoint")
         # llmlingua finds word starts by the model *name* (## pieces for BERT, ▁ for XLM-R): give it
         # the family name matching the local folder's model type
-        family = FAMILIES.get(self.compressor.model.config.model_type)
+        family = FAMILIES.get(config.model_type)
         if family is None:
-            raise ThinkcError(f"{folder}: model type {self.compressor.model.config.model_type!r} is not one llmlingua2 "
-                              f"handles ({', '.join(FAMILIES)})")
+            raise ThinkcError(f"{folder}: model type {config.model_type!r} is not one llmlingua2 handles "
+                              f"({', '.join(FAMILIES)})")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.compressor = compressor_class()(folder, device, use_llmlingua2=True)
         self.compressor.model_name = family
         self.folder = folder
 
