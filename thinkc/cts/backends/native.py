@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 from thinkc.cts import scorer
+from thinkc.errors import ThinkcError
 
 
 class NativeBackend:
     name, kind, conditional = "native", "scores", True
 
     def __init__(self, model, tokenizer, batch_size: int = 8, window: int | None = 2048, reference: str | None = None):
+        cfg = getattr(model, "config", None)
+        if getattr(cfg, "final_logit_softcapping", None) or getattr(cfg, "logit_scale", None) not in (None, 1.0):
+            # the scorer applies only the LM head to the hidden states (no [B, L, vocab] buffer)
+            raise ThinkcError(f"{type(model).__name__} post-processes its logits (softcapping/scale), which the "
+                              "native scorer does not apply; use a Llama/Qwen-style reference model")
         self.model, self.tokenizer = model, tokenizer
         self.batch_size, self.window, self.reference = batch_size, window, reference
 
