@@ -5,6 +5,7 @@ import random
 import pytest
 import torch
 
+from thinkc.errors import ThinkcError
 from thinkc.gist.rule import Role
 from thinkc.infer.loop import decode
 from thinkc.infer.policies import H2OPolicy, SepLLMPolicy, StreamingLLMPolicy, VanillaPolicy, make_policy
@@ -165,6 +166,8 @@ def test_make_policy_defaults(tokenizer):
     sep = make_policy("sepllm", tokenizer=tokenizer)
     assert sep.budget == 1024 and len(sep.sep_ids) > 0
     assert make_policy("streamingllm", budget=64).budget == 64
-    with pytest.raises(Exception):
+    with pytest.raises(ThinkcError, match="gist config"):
         make_policy("lightthinker")
+    with pytest.raises(ThinkcError, match="budget"):
+        make_policy("streamingllm", budget=5)
     assert int(Role.CACHE) == 5

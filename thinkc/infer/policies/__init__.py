@@ -19,6 +19,15 @@ def make_policy(method: str, *, spec: GistSpec | None = None, tokenizer=None, bu
     """The policy for a method name, with paper defaults unless budget/window are given."""
     from thinkc.errors import ThinkcError
 
+    try:
+        return _make_policy(method, spec, tokenizer, budget, window)
+    except ValueError as e:  # inconsistent budget/window: the user's to fix
+        raise ThinkcError(f"--method {method}: {e}") from None
+
+
+def _make_policy(method, spec, tokenizer, budget, window) -> CachePolicy:
+    from thinkc.errors import ThinkcError
+
     if method == "vanilla":
         return VanillaPolicy()
     if method in GIST_METHODS:
