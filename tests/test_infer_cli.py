@@ -104,3 +104,18 @@ def test_infer_single_prompt_and_prompts_only_file(model_dir, tmp_path):
     invoke("--input", src, "--output", tmp_path / "q_out.jsonl", "--method", "vanilla", "--model", model_dir,
            "--max-new-tokens", 4, "--device", "cpu")
     assert [r["id"] for r in read(tmp_path / "q_out.jsonl")] == ["a"]
+
+
+def test_infer_reads_gist_config_saved_with_model(model_dir, records, tmp_path):
+    from thinkc.gist.config import GistConfig
+
+    GistConfig.load("anllm").save(model_dir / "gist_config.json")
+    try:
+        out = tmp_path / "a.jsonl"
+        invoke("--input", records, "--output", out, "--method", "anllm", "--model", model_dir,
+               "--max-new-tokens", 10, "--compress-every", 4, "--device", "cpu")
+        rows = read(out)
+        assert all(r["metrics"]["compressions"] == (r["metrics"]["generated_tokens"] - 1) // 4 for r in rows)
+        assert "<|anchor_0|>" not in rows[0]["text"]  # gist tokens are special: not in the text
+    finally:
+        (model_dir / "gist_config.json").unlink()
