@@ -197,11 +197,6 @@ def run(job: CtsJob, model=None, tokenizer=None, console=None) -> list[dict]:
 def _load_tokenizer(name: str | None):
     if not name:
         raise ThinkcError("this backend needs --tokenizer (the target model's, for token counts)")
-    try:
-        from thinkc.models.loading import load_tokenizer
+    from thinkc.models.loading import load_tokenizer
 
-        return load_tokenizer(name)
-    except ImportError:
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(name, local_files_only=True)
+    return load_tokenizer(name)
