@@ -53,6 +53,23 @@ class RichProgressCallback(TrainerCallback):
             self.progress = None
 
 
+class TimeLimitCallback(TrainerCallback):
+    """Stops training after `minutes` of training time (the CPU recipes' "<= 10 minutes" budget);
+    the trainer then saves as at a normal end."""
+
+    def __init__(self, minutes: float):
+        self.seconds = minutes * 60
+        self.t0 = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.t0 = time.time()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.t0 is not None and time.time() - self.t0 >= self.seconds:
+            control.should_training_stop = True
+            control.should_save = True
+
+
 class JsonlLogCallback(TrainerCallback):
     """Appends {step, epoch, loss, learning_rate, grad_norm, time, ...} per log event to `path`."""
 

@@ -75,6 +75,7 @@ class TrainSection:
     output: Optional[str] = None
     epochs: float = 1.0
     max_steps: int = -1
+    max_minutes: float = 0.0  # stop (and save) after this much training time; 0 = no limit
     lr: float = 1e-4
     batch_size: int = 4
     grad_accum: int = 1
@@ -285,6 +286,7 @@ def validate(cfg: TrainConfig, *, check_files: bool = True) -> None:
         need(Path(d.train).is_file(), f"data.train: {d.train}: no such file")
     need(t.epochs > 0 or t.max_steps > 0, "train.epochs: must be > 0 (or set train.max_steps)")
     need(t.lr > 0, "train.lr: must be > 0")
+    need(t.max_minutes >= 0, "train.max_minutes: must be >= 0")
     for k in ("batch_size", "grad_accum", "logging_steps", "save_steps"):
         need(getattr(t, k) >= 1, f"train.{k}: must be >= 1")
     need(0 <= t.warmup_ratio < 1, "train.warmup_ratio: must be in [0, 1)")

@@ -28,7 +28,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from thinkc.errors import ThinkcError
 from thinkc.gist.rule import GistFlags, GistMeta
 from thinkc.models.patch import enable_gist_attention, gist_attention_mask
-from thinkc.train.callbacks import JsonlLogCallback, RichProgressCallback, read_log
+from thinkc.train.callbacks import JsonlLogCallback, RichProgressCallback, TimeLimitCallback, read_log
 from thinkc.train.collator import META_KEYS, GistCollator
 from thinkc.train.config import TrainConfig
 from thinkc.train.dataset import SampleDataset, build_samples, load_records, sample_builder, sft_gist_config
@@ -237,7 +237,8 @@ def run_training(cfg: TrainConfig, console: Optional[Console] = None) -> TrainRe
     trainer = GistTrainer(
         model=model, args=args, train_dataset=SampleDataset(samples), processing_class=tokenizer,
         data_collator=GistCollator(pad_id=tokenizer.pad_token_id or 0),
-        callbacks=[RichProgressCallback(console), JsonlLogCallback(out / LOG_FILE)],
+        callbacks=[RichProgressCallback(console), JsonlLogCallback(out / LOG_FILE)]
+        + ([TimeLimitCallback(cfg.train.max_minutes)] if cfg.train.max_minutes else []),
         gist_flags=gist.flags if gist else GistFlags(),
         causal_only=causal_only,
     )

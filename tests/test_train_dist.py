@@ -1,0 +1,33 @@
+"""Multi-process training: `torchrun --nproc_per_node 2 -m thinkc.cli.main train ...` on CPU (gloo)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from thinkc.train.callbacks import read_log
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_on_gloo(tmp_path):
+    data = tmp_path / "d.jsonl"
+    with open(data, "w") as f:
+        for i in range(16):
+            a, b = i % 7 + 1, i % 5 + 2
+            f.write(json.dumps({"id": str(i), "question": f"Tom has {a} apples and buys {b} more. How many?",
+                                "thinking": f"{a} + {b} = {a + b}.", "answer": f"\\boxed{{{a + b}}}"}) + "\n")
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "thinkc.cli.main", "train", "--model", "tiny", "--data", str(data), "-o", str(out),
+           "--max-steps", "3", "--batch-size", "2", "--set", "train.logging_steps=1",
+           "--set", "model.hidden_size=32", "--set", "model.intermediate_size=64",
+           "--set", "model.num_hidden_layers=1", "--set", "train.device=cpu"]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    log = [r for r in read_log(out / "train_log.jsonl") if "loss" in r]
+    assert [r["step"] for r in log] == [1, 2, 3]  # logged once (rank 0), not twice
+    # 16 rows, 2 per device, 2 processes -> 4 steps per epoch: step 3 is epoch 0.75 only with 2 ranks
+    assert abs(log[-1]["epoch"] - 0.75) < 1e-6
+    assert (out / "final" / "model.safetensors").is_file()
