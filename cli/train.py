@@ -1,6 +1,7 @@
 """`thinkc train`: fine-tune with sft / lightthinker / anllm (config file + overrides)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -86,7 +87,7 @@ def train(
     from thinkc.train import run_training
 
     r = run_training(cfg, console=Console(stderr=True))
-    if r.final_dir.exists():
+    if os.environ.get("RANK", "0") == "0" and r.final_dir.exists():  # one summary under torchrun
         loss = f"loss {r.first_loss:.3f} -> {r.last_loss:.3f}" if r.first_loss is not None else "no loss logged"
         step = f", {r.step_seconds:.3f} s/step" if r.step_seconds else ""
         console.print(f"[green]done[/]: {r.global_step} steps, {loss}{step}; model in {r.final_dir}", highlight=False)
