@@ -88,3 +88,14 @@ def test_unconditional_backend_in_pipeline(tmp_path, tokenizer):
     out = [json.loads(l) for l in (tmp_path / "o.r0.6.jsonl").open(encoding="utf-8")]
     assert all(o["meta"]["cts"]["backend"] == "unconditional" for o in out)
     assert (tmp_path / "o.cts-unconditional" / "shard-0-of-1" / "meta.json").is_file()
+
+
+def test_unsupported_llmlingua_version_is_named(monkeypatch):
+    import importlib.metadata
+
+    from thinkc.cts.backends.llmlingua import compressor_class
+
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.9.0" if name == "llmlingua" else real(name))
+    with pytest.raises(ThinkcError, match=r"llmlingua 0\.9\.0 is not supported"):
+        compressor_class()
