@@ -11,7 +11,7 @@ from thinkc.train.callbacks import read_log
 from thinkc.train.config import load_config
 from thinkc.train.trainer import run_training
 
-TINY = {"init": "tiny", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+TINY = {"init": "tiny", "hidden_size": 48, "intermediate_size": 96, "num_hidden_layers": 1,
         "num_attention_heads": 4, "num_key_value_heads": 2}
 
 

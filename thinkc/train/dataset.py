@@ -31,7 +31,7 @@ def load_records(cfg: TrainConfig) -> list:
         n, seed = int(opts.pop("n", 2000)), int(opts.pop("seed", cfg.train.seed))
         try:
             records = list(synth_records(n, seed, **opts))
-        except TypeError as e:
+        except (TypeError, ValueError) as e:  # unknown option or bad range
             raise ThinkcError(f"data.synth: {e}") from None
     else:
         records = _read(d.train, d.skip_invalid)
