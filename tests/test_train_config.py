@@ -111,3 +111,9 @@ def test_cli_check_prints_resolved_config(tmp_path, data_file):
                 "--lr", "0.01", "--set", "train.seed=7", "--check"])
     assert out.exit_code == 0, out.output
     assert "lr: 0.01" in out.output and "seed: 7" in out.output and "1 records" in out.output
+
+
+def test_dotted_sets_merge_inside_nested_mappings(tmp_path, data_file):
+    cfg = load_config(sets=["data.synth.n=8", "data.synth.max_steps=2"],
+                      overrides={"model": {"init": "tiny"}, "data": {"train": "synth"}, "train": {"output": str(tmp_path)}})
+    assert cfg.data.synth == {"n": 8, "max_steps": 2}
