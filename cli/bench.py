@@ -125,5 +125,6 @@ def cts(model: str = typer.Option("smollm2", help="Reference model: local folder
     from thinkc.data.synth import synth_records
 
     dev = _device(device)
-    rows = run_cts_bench(model, synth_records(n, seed=0), backends=tuple(backends), device=dev, batch_size=batch_size)
+    rows = run_cts_bench(model, [r.to_dict() for r in synth_records(n, seed=0)], backends=tuple(backends), device=dev,
+                         batch_size=batch_size)
     _finish("cts", dev, rows, json)
