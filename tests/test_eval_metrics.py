@@ -8,13 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from thinkc.errors import ThinkcError
-from thinkc.eval.metrics import (
-    dependency_from_trace,
-    evaluate_runs,
-    peak_from_trace,
-    vanilla_dependency,
-    vanilla_peak,
-)
+from thinkc.eval.metrics import evaluate_runs, vanilla_dependency, vanilla_peak
 from thinkc.eval.report import default_verdicts_path, markdown, write_summary_json, write_verdicts
 
 DATA = Path(__file__).parent / "data" / "eval"
@@ -43,8 +37,8 @@ def test_known_accuracy_and_metrics(runs):
     assert (v.mean_peak_kv, v.max_peak_kv) == (15.5, 17)
     assert (lt.mean_peak_kv, lt.max_peak_kv) == (14.25, 15)
     assert v.dependency_m == pytest.approx((81 + 65 + 50 + 98) / 4 / 1e6)
-    # s3 has no dependency key: it falls back to the sum of its kv_trace (47)
-    assert lt.dependency_m == pytest.approx((75 + 59 + 47 + 82) / 4 / 1e6)
+    # s3 has no dependency key: the mean is over the three rows that have one
+    assert lt.dependency_m == pytest.approx((75 + 59 + 82) / 3 / 1e6)
     assert (v.wall_total_s, v.wall_mean_s) == (2.0, 0.5)
     assert (lt.wall_total_s, lt.wall_mean_s) == (1.5, 0.5)  # s3 has no wall_s: mean over 3
     assert (v.compressions, lt.compressions) == (0, 1.25)
@@ -56,8 +50,8 @@ def test_vanilla_closed_forms_match_the_runs():
     for row in map(json.loads, (DATA / "runs" / "vanilla.jsonl").read_text().splitlines()):
         lp, m = row["prompt_tokens"], row["metrics"]
         lo = m["generated_tokens"]
-        assert m["dependency"] == vanilla_dependency(lp, lo) == dependency_from_trace(m["kv_trace"])
-        assert m["peak_kv"] == vanilla_peak(lp, lo) == peak_from_trace(m["kv_trace"])
+        assert m["dependency"] == vanilla_dependency(lp, lo) == sum(m["kv_trace"])
+        assert m["peak_kv"] == vanilla_peak(lp, lo) == max(m["kv_trace"])
     # sum_{t=1..LO} (LP + t) for a few sizes, against a brute-force sum
     for lp, lo in [(0, 1), (7, 0), (128, 1000), (3, 17)]:
         assert vanilla_dependency(lp, lo) == sum(lp + t for t in range(1, lo + 1))

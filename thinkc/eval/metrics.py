@@ -4,8 +4,8 @@ A run file is JSONL, one generation per line:
     {"id", "method", "model", "prompt_tokens", "text", "pred"?, "metrics": {"wall_s",
      "generated_tokens", "peak_kv", "dependency", "compressions", "kv_trace"}}
 Answers are re-extracted from `text` (infer's `pred` is not trusted). Missing metric keys are
-tolerated (shown as missing; peak/dependency fall back to the kv_trace when there is one); ids
-are not: every id must exist in the reference.
+tolerated (averaged over the rows that have them; a blank when none do); ids are not: every id
+must exist in the reference.
 """
 from __future__ import annotations
 
@@ -24,17 +24,9 @@ def vanilla_dependency(lp: int, lo: int) -> int:
 
 
 def vanilla_peak(lp: int, lo: int) -> int:
-    """Largest KV length with nothing evicted: the prompt plus every generated token."""
+    """Largest KV length with nothing evicted: the prompt plus every generated token (design.md §4).
+    A decoder that stops without feeding its last sampled token holds one fewer: lp + lo - 1."""
     return lp + lo
-
-
-def dependency_from_trace(kv_trace: list[int]) -> int:
-    """Dependency from a KV-length trace (one entry per decoding step: the keys that step saw)."""
-    return int(sum(kv_trace))
-
-
-def peak_from_trace(kv_trace: list[int]) -> int:
-    return int(max(kv_trace)) if kv_trace else 0
 
 
 def load_gold(path: str | Path) -> dict[str, str]:
@@ -117,18 +109,9 @@ class MethodSummary:
 
 
 def _metric(row: dict, key: str):
-    m = row.get("metrics") or {}
-    if m.get(key) is not None:
-        return m[key]
-    trace = m.get("kv_trace")
-    if trace:  # lenient fallback: infer always records the trace, maybe not the totals
-        if key == "peak_kv":
-            return peak_from_trace(trace)
-        if key == "dependency":
-            return dependency_from_trace(trace)
-        if key == "generated_tokens":
-            return len(trace)
-    return None
+    """A metric value or None when absent. No re-derivation from kv_trace: its off-by-one
+    conventions belong to the decoder, and a guessed number is worse than a blank cell."""
+    return (row.get("metrics") or {}).get(key)
 
 
 def _mean(xs: list) -> float | None:
