@@ -8,7 +8,8 @@ EXTRACT = [
     ("so the result is \\boxed{\\frac{1}{\\sqrt{2}}} done", "\\frac{1}{\\sqrt{2}}"),  # nested braces
     ("first \\boxed{3}, wait, no: \\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),  # the last box wins
     ("\\boxed{\\text{(D)}}", "D"),
-    ("\\boxed{b}", "B"),
+    ("\\boxed{b}", "b"),  # could be a symbol; is_correct still matches option B case-insensitively
+    ("\\boxed{(b)}", "B"),
     ("\\fbox{7}", "7"),
     ("$\\boxed 5$.", "5"),  # \boxed without braces
     ("Hmm.\n\nThe answer is 42.", "42"),

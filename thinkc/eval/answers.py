@@ -82,8 +82,8 @@ def extract_answer(text: str | None) -> str | None:
     if not text:
         return None
     boxed = last_boxed(text)
-    if boxed:
-        return as_letter(boxed) or boxed
+    if boxed:  # "\boxed{\text{(B)}}" -> "B"; a bare "\boxed{e}" stays a math symbol
+        return boxed if re.fullmatch(r"[a-j]", boxed) else as_letter(boxed) or boxed
     gsm = _GSM_ANSWER.findall(text)
     if gsm:
         got = _clean_span(gsm[-1])
