@@ -40,3 +40,16 @@ def test_missing_traces_are_a_clear_error(scored, tmp_path):
         plot_kv_trace(no_trace, tmp_path / "kv.png")
     with pytest.raises(ThinkcError, match="no kv_trace for sample 'zzz'"):
         plot_kv_trace(rows, tmp_path / "kv.png", sample_id="zzz")
+
+
+def test_ratio_variants_form_one_series(tmp_path):
+    from thinkc.eval.metrics import MethodSummary
+    from thinkc.eval.plots import ratio_series
+
+    assert {ratio_series(m) for m in ("cts-r0.5", "cts-r0.7", "cts_r1.0")} == {"cts"}
+    assert ratio_series("tiny-cts.r0.9/vanilla") == "tiny-cts/vanilla"
+    assert [ratio_series(m) for m in ("h2o", "r2d2", "lightthinker")] == ["h2o", "r2d2", "lightthinker"]
+    summaries = [MethodSummary(m, 4, acc, tok, None, None, None, None, None, None)
+                 for m, acc, tok in [("cts-r0.5", 0.5, 80.0), ("cts-r0.9", 0.75, 120.0), ("vanilla", 1.0, 150.0)]]
+    path = plot_accuracy_vs_tokens(summaries, tmp_path / "acc.png")
+    assert path.read_bytes().startswith(PNG)

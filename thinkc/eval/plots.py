@@ -2,6 +2,7 @@
 and accuracy vs mean generated tokens across methods."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from thinkc.errors import ThinkcError
@@ -63,13 +64,30 @@ def plot_kv_trace(rows: list[dict], path: str | Path, sample_id: str | None = No
         plt.close(fig)
 
 
+# A compression-ratio tag in a label ("cts-r0.5", "ratio=0.7", "x.r0.9"): points that differ only
+# by it are one method at several ratios and get joined by a line.
+_RATIO_TAG = re.compile(r"[-_.@/]?(?<![A-Za-z0-9])(?:r|ratio)[=_-]?(?:0?\.\d+|1(?:\.0+)?)(?![\d.])")
+
+
+def ratio_series(label: str) -> str:
+    return _RATIO_TAG.sub("", label)
+
+
 def plot_accuracy_vs_tokens(summaries: list[MethodSummary], path: str | Path) -> Path:
-    """One point per method: mean generated tokens (x) vs accuracy (y)."""
+    """One point per method: mean generated tokens (x) vs accuracy (y); ratios of one method joined."""
     points = [s for s in summaries if s.mean_tokens is not None]
     if not points:
         raise ThinkcError("no method has generated_tokens; cannot plot accuracy vs tokens")
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
+    series: dict[str, list[MethodSummary]] = {}
+    for s in points:
+        series.setdefault(ratio_series(s.method), []).append(s)
+    for members in series.values():
+        if len(members) > 1:
+            members = sorted(members, key=lambda m: m.mean_tokens)
+            ax.plot([m.mean_tokens for m in members], [100 * m.accuracy for m in members],
+                    color="0.6", linewidth=1, zorder=1)
     for s in points:
         ax.scatter(s.mean_tokens, 100 * s.accuracy, s=40)
         ax.annotate(s.method, (s.mean_tokens, 100 * s.accuracy), textcoords="offset points",
