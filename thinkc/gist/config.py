@@ -169,6 +169,8 @@ class GistConfig:
             raise ThinkcError(f"special tokens must be distinct, got {tokens}")
         if self.bi_directional and self.diagonal:
             raise ThinkcError("bi_directional and diagonal exclude each other; set one of them")
+        if self.compress_answer and self.level != "thought":
+            raise ThinkcError("compress_answer needs level=thought (answer paragraphs are blank-line separated)")
         if not self.init_text.strip():
             raise ThinkcError("init_text must not be empty (it initialises the new token embeddings)")
 

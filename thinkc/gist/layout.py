@@ -8,8 +8,8 @@ One sample, thought level, aug-wo-pc (the paper's setting):
 P is the chat template (system + user + generation prompt) followed by "<think>\\n"; S_i is the
 i-th blank-line-separated thought (the trigger <w> replaces the blank line; the last thought gets
 one too); [I] is the optional output_compress_instruction; C_i the n cache tokens. Token level:
-every `step` thinking tokens are followed by C_i [o] (no trigger, no instruction-free difference);
-a final partial chunk is not compressed. `aug`/`recover` also compress the question sentence by
+every `step` thinking tokens are followed by [I] C_i [o] (no trigger); a final partial chunk is
+not compressed (inference must stop counting at "</think>"). `aug`/`recover` also compress the question sentence by
 sentence (role PROMPT with seg >= 0, no trigger); `recover` appends <|recover|> and the thoughts
 again (the question too when `hybrid`), trained from the C/[o] blocks; `normal` is plain causal.
 
@@ -30,6 +30,7 @@ from thinkc.errors import ThinkcError
 from thinkc.gist.config import GistConfig
 from thinkc.gist.rule import NEVER, GistMeta, Role, compute_expire
 from thinkc.gist.sample import IGNORE_INDEX, GistSample
+from thinkc.data.segment import split_thoughts, token_steps
 from thinkc.gist.tokens import add_gist_tokens, gist_token_ids, recover_token_id  # noqa: F401 (re-export)
 
 log = logging.getLogger("thinkc")
@@ -40,11 +41,6 @@ _SENTINEL = "\x00THINKC_QUESTION\x00"
 
 
 # ---------------------------------------------------------------- text splitting
-
-def split_thoughts(thinking: str) -> list[str]:
-    """Thoughts = blank-line-separated paragraphs, stripped, empty ones dropped."""
-    return [t.strip() for t in re.split(r"\n[ \t]*\n", thinking.strip()) if t.strip()]
-
 
 def split_sentences(text: str) -> list[str]:
     """Sentences for prompt compression; each keeps its trailing whitespace, so ''.join == text."""
@@ -126,7 +122,7 @@ class _Builder:
                 chunks = [self.encode(s) for s in split_sentences(question)]
             else:
                 ids = self.encode(question)
-                chunks = [ids[i:i + self.cfg.step] for i in range(0, len(ids), self.cfg.step)]
+                chunks = token_steps(ids, self.cfg.step)
             for chunk in chunks:
                 if chunk:
                     seg = self.new_seg()
@@ -145,12 +141,10 @@ class _Builder:
                 self.seq.add(self.encode(t), Role.THOUGHT, seg, True)
                 self.block(seg, trigger=True)
         else:
-            ids = self.encode("\n\n".join(thoughts))
-            step = self.cfg.step
-            for i in range(0, len(ids), step):
+            for chunk in token_steps(self.encode("\n\n".join(thoughts)), self.cfg.step):
                 seg = self.new_seg()
-                self.seq.add(ids[i:i + step], Role.THOUGHT, seg, True)
-                if i + step <= len(ids):  # a final partial chunk is never compressed
+                self.seq.add(chunk, Role.THOUGHT, seg, True)
+                if len(chunk) == self.cfg.step:  # a final partial chunk is never compressed
                     self.block(seg, trigger=False)
 
     def answer(self, answer: str) -> None:
