@@ -37,3 +37,12 @@ def smollm2_path():
     from thinkc.models.smollm2 import prepare_smollm2
 
     return prepare_smollm2()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny matmuls: one thread is ~10x faster than two on a shared, loaded CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

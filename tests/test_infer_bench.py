@@ -1,16 +1,9 @@
 """The decode bench runs every method side by side and reports consistent KV figures."""
 import pytest
-import torch
 
 from thinkc.bench.decode import run_decode_bench
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_decode_bench_rows():

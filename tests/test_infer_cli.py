@@ -10,17 +10,10 @@ from thinkc.cli.main import app
 from thinkc.models.tiny import tiny_model
 from thinkc.models.tokenizer import tiny_tokenizer
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 FIELDS = {"id", "method", "model", "prompt_tokens", "text", "pred", "metrics"}
 METRICS = {"wall_s", "generated_tokens", "peak_kv", "dependency", "compressions", "kv_trace"}
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny matmuls: one thread is ~10x faster than two on a shared, loaded CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,7 @@ from thinkc.infer.loop import decode
 from thinkc.infer.policies import AnLLMPolicy, GistSpec, LightThinkerPolicy
 from thinkc.models.tiny import tiny_model
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny matmuls: one thread is ~10x faster than two on a shared, loaded CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def reference_logits(model, res, spec_flags, exclude_continue):

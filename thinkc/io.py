@@ -46,20 +46,29 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         f.write("\n")
 
 
-def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
-    """Yield (line_number, object) for each non-blank line; a malformed line raises ThinkcError
-    naming the file and line."""
+def iter_jsonl(path: str | os.PathLike, tolerant: bool = False) -> Iterator[tuple[int, dict | None]]:
+    """Yield (line_number, object) for each non-blank line. A line that is not a JSON object raises
+    ThinkcError naming the file and line, or, when `tolerant`, is yielded as (line_number, None)
+    so the caller can count and skip it."""
     path = Path(path)
     if not path.is_file():
         raise ThinkcError(f"{path}: no such file")
     with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
+        yield from iter_jsonl_lines(f, path, tolerant)
+
+
+def iter_jsonl_lines(lines: Iterable[str], path, tolerant: bool = False) -> Iterator[tuple[int, dict | None]]:
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            if not tolerant:
                 raise ThinkcError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
+            obj = None
+        if not isinstance(obj, dict):
+            if not tolerant:
                 raise ThinkcError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+            obj = None
+        yield lineno, obj

@@ -23,6 +23,7 @@ from typing import Iterator
 
 from thinkc.data.schema import Record
 from thinkc.errors import ThinkcError
+from thinkc.io import iter_jsonl_lines
 
 FORMATS = ("auto", "stratos", "openr1", "messages", "thinkc")
 
@@ -186,13 +187,4 @@ def _rows(path: Path, tolerant: bool) -> Iterator[tuple[int, dict | None]]:
             for i, row in enumerate(data, 1):
                 yield i, row if isinstance(row, dict) else None
             return
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                if not tolerant:
-                    raise ThinkcError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-                obj = None
-            yield lineno, obj if isinstance(obj, dict) else None
+        yield from iter_jsonl_lines(f, path, tolerant)

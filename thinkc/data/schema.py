@@ -69,7 +69,7 @@ def read_records_with_skips(path: str | os.PathLike, skip_invalid: bool = True) 
     ids are an error too (CTS score stores and resumable jobs key on them)."""
     path = os.fspath(path)
     records, skipped, seen = [], 0, {}
-    lines = _lines_tolerant(path) if skip_invalid else iter_jsonl(path)
+    lines = iter_jsonl(path, tolerant=skip_invalid)
     for lineno, obj in lines:
         if obj is None:  # malformed JSON, already known to be skippable
             skipped += 1
@@ -96,21 +96,3 @@ def write_records(path: str | os.PathLike, records: Iterable[Record | dict]) -> 
     """Atomic JSONL write (a killed write leaves the old file, never half a new one)."""
     return write_jsonl(path, (r.to_dict() if isinstance(r, Record) else Record.from_dict(r).to_dict()
                               for r in records))
-
-
-def _lines_tolerant(path: str):
-    """Like iter_jsonl, but yields (lineno, None) for a line that is not a JSON object."""
-    import json
-
-    if not os.path.isfile(path):
-        raise ThinkcError(f"{path}: no such file")
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                yield lineno, None
-                continue
-            yield lineno, obj if isinstance(obj, dict) else None
