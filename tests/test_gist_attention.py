@@ -1,6 +1,4 @@
 """Patched Qwen2/Llama (thinkc_gist attention) vs the same model fed the dense reference mask."""
-import warnings
-
 import pytest
 import torch
 
@@ -12,7 +10,7 @@ from thinkc.gist.rule import GistMeta, additive_mask, reference_mask
 from thinkc.models.patch import enable_gist_attention, gist_attention_mask
 from thinkc.models.tiny import tiny_model
 
-warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 
 
 def _batch(tokenizer, cfg, n=3, max_len=None):

@@ -101,3 +101,15 @@ def test_build_samples_drops_long(tokenizer):
     cfg, s = _setup(tokenizer)
     kept, stats = build_samples([REC, REC], tokenizer, cfg.replace(max_length=len(s) - 1))
     assert kept == [] and stats.dropped == 2
+
+
+def test_anllm_has_no_output_token(tokenizer):
+    cfg = GistConfig.load("anllm")
+    add_gist_tokens(tokenizer, None, cfg)
+    s = build_sample(REC, tokenizer, cfg)
+    trig, cache, out = gist_token_ids(tokenizer, cfg)
+    assert out is None and len(cache) == 1
+    ids = s.input_ids.tolist()
+    at = ids.index(cache[0])
+    assert ids[at - 1] == trig and s.labels[at + 1] == ids[at + 1]  # next token predicted from the anchor
+    assert int(s.meta.expire[at - 1]) == at + 1  # S_0 expires just past its anchor
