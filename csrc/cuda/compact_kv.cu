@@ -12,8 +12,6 @@ constexpr int kPlanThreads = 256;
 constexpr int kMoveThreads = 256;
 constexpr int kUnroll = 4;                 // vectors per thread per chunk (staged in registers)
 constexpr int kMaxCachesPerLaunch = 64;    // pointers passed by value: 512 bytes of kernel params
-constexpr int kMaxSplits = 2;              // column slices per head, each its own block
-constexpr int kMinSliceBytes = 128;        // a full cache line per token and slice
 constexpr int32_t kNoMove = 0x7fffffff;
 
 struct CachePtrs {
@@ -95,43 +93,33 @@ __global__ void plan_kernel(const int32_t* __restrict__ ranges, int64_t R, const
   }
 }
 
-// Out vector v of a head's column slice -> (token, part): a shift when vectors-per-slice is a power of two
-// (the usual head_dim * elem_size / 16 / splits), else a 32-bit division; 64-bit division would cost more
-// than the copy.
+// Out vector v of a head -> (token, part): a shift when vectors-per-token is a power of two (the usual
+// head_dim * elem_size / 16), else a 32-bit division; 64-bit division would cost more than the copy.
 template <bool kPow2>
-__device__ __forceinline__ uint32_t token_of(uint32_t v, uint32_t vps, uint32_t shift) {
-  return kPow2 ? v >> shift : v / vps;
+__device__ __forceinline__ uint32_t token_of(uint32_t v, uint32_t vpt, uint32_t shift) {
+  return kPow2 ? v >> shift : v / vpt;
 }
 
-// One block per (cache, row, head, column slice). A head's token rows are split into `splits` column
-// slices of vps vectors (each >= 128 bytes): every byte moves within its own column
-// (out[o][c] = in[map[o]][c]), so slices never read or write each other's bytes and run as independent
-// blocks, with no ordering between them. Finer units than one block per head: 2x the blocks, each half
-// as long, so the grid's drain (the last, partly filled wave) is shorter. The slices of a head are
-// adjacent blocks, so they run at the same time and DRAM still sees whole token rows close together.
 template <typename V, bool kPow2>
 __global__ void __launch_bounds__(kMoveThreads) move_kernel(CachePtrs caches, int64_t B, int64_t H, int64_t C,
-                                                            uint32_t vpt, uint32_t splits, uint32_t vps,
-                                                            uint32_t shift, Workspace ws) {
-  const uint32_t unit = blockIdx.x / splits;  // (cache, row, head)
-  const uint32_t col0 = (blockIdx.x - unit * splits) * vps;
+                                                            uint32_t vpt, uint32_t shift, Workspace ws) {
+  const int64_t unit = blockIdx.x;  // (cache, row, head)
   const int64_t t = unit / (B * H), bh = unit % (B * H), b = bh / H;
   const int32_t new_len = ws.new_len[b];
   if (new_len < 0) return;
-  V* head = reinterpret_cast<V*>(caches.p[t]) + bh * C * vpt + col0;
+  V* head = reinterpret_cast<V*>(caches.p[t]) + bh * C * vpt;
   const int32_t* row_map = ws.map + b * C;
-  const uint32_t end = static_cast<uint32_t>(new_len) * vps;  // the launcher checks C * vpt < 2^31
-  const uint32_t old_end = static_cast<uint32_t>(ws.old_len[b]) * vps;
+  const uint32_t end = static_cast<uint32_t>(new_len) * vpt;  // the launcher checks C * vpt < 2^31
+  const uint32_t old_end = static_cast<uint32_t>(ws.old_len[b]) * vpt;
   constexpr uint32_t kChunk = static_cast<uint32_t>(kMoveThreads) * kUnroll;
 
-  // Out vector v of this slice sits at token o = v / vps, column part = v % vps of the slice.
-  for (uint32_t base = static_cast<uint32_t>(ws.fixed[b]) * vps; base < end; base += kChunk) {
+  for (uint32_t base = static_cast<uint32_t>(ws.fixed[b]) * vpt; base < end; base += kChunk) {
     V staged[kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const uint32_t v = base + u * kMoveThreads + threadIdx.x;
       if (v < end) {
-        const uint32_t o = token_of<kPow2>(v, vps, shift), part = v - o * vps;
+        const uint32_t o = token_of<kPow2>(v, vpt, shift), part = v - o * vpt;
         staged[u] = head[static_cast<uint32_t>(__ldg(row_map + o)) * vpt + part];
       }
     }
@@ -139,45 +127,31 @@ __global__ void __launch_bounds__(kMoveThreads) move_kernel(CachePtrs caches, in
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const uint32_t v = base + u * kMoveThreads + threadIdx.x;
-      if (v < end) {
-        const uint32_t o = token_of<kPow2>(v, vps, shift);
-        head[o * vpt + (v - o * vps)] = staged[u];
-      }
+      if (v < end) head[v] = staged[u];
     }
     __syncthreads();
   }
   // Freed tail: only written, after all reads (the last sync above).
   const V zero{};
-  for (uint32_t v = end + threadIdx.x; v < old_end; v += kMoveThreads) {
-    const uint32_t o = token_of<kPow2>(v, vps, shift);
-    head[o * vpt + (v - o * vps)] = zero;
-  }
+  for (uint32_t v = end + threadIdx.x; v < old_end; v += kMoveThreads) head[v] = zero;
 }
 
 template <typename V>
 cudaError_t launch_moves(const CompactKvCudaArgs& a, const Workspace& ws, cudaStream_t stream) {
   const int64_t vpt = a.row_bytes / static_cast<int64_t>(sizeof(V));
   if (a.C * vpt >= (int64_t{1} << 31)) return cudaErrorInvalidValue;  // one head over 2^31 vectors
-  int64_t splits = 1;
-  while (splits < kMaxSplits && vpt % (2 * splits) == 0 &&
-         vpt / (2 * splits) * static_cast<int64_t>(sizeof(V)) >= kMinSliceBytes)
-    splits *= 2;
-  const int64_t vps = vpt / splits;
   uint32_t shift = 0;
-  while ((int64_t{1} << shift) < vps) ++shift;
-  const bool pow2 = (int64_t{1} << shift) == vps;
+  while ((int64_t{1} << shift) < vpt) ++shift;
+  const bool pow2 = (int64_t{1} << shift) == vpt;
   for (int64_t first = 0; first < a.num_caches; first += kMaxCachesPerLaunch) {
     const int64_t n = std::min<int64_t>(kMaxCachesPerLaunch, a.num_caches - first);
     CachePtrs ptrs{};
     for (int64_t i = 0; i < n; ++i) ptrs.p[i] = static_cast<char*>(a.caches[first + i]);
-    const int64_t blocks = n * a.B * a.H * splits;
-    if (blocks >= (int64_t{1} << 31)) return cudaErrorInvalidValue;  // grid.x limit (and 32-bit unit math)
-    const auto grid = static_cast<unsigned>(blocks);
-    const auto vpt32 = static_cast<uint32_t>(vpt), s32 = static_cast<uint32_t>(splits), vps32 = static_cast<uint32_t>(vps);
+    const unsigned grid = static_cast<unsigned>(n * a.B * a.H);
     if (pow2)
-      move_kernel<V, true><<<grid, kMoveThreads, 0, stream>>>(ptrs, a.B, a.H, a.C, vpt32, s32, vps32, shift, ws);
+      move_kernel<V, true><<<grid, kMoveThreads, 0, stream>>>(ptrs, a.B, a.H, a.C, static_cast<uint32_t>(vpt), shift, ws);
     else
-      move_kernel<V, false><<<grid, kMoveThreads, 0, stream>>>(ptrs, a.B, a.H, a.C, vpt32, s32, vps32, shift, ws);
+      move_kernel<V, false><<<grid, kMoveThreads, 0, stream>>>(ptrs, a.B, a.H, a.C, static_cast<uint32_t>(vpt), shift, ws);
     cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
   }

@@ -6,9 +6,7 @@
 //     per-row map out-token -> source token (block scan of range lengths), records old/new
 //     lengths in the workspace and writes the new length into `lengths`. An invalid row gets
 //     new length -1 in the workspace and is left untouched (lengths too).
-//  2. move (one block per (cache, row, head, column slice), all caches in one launch; a token row of
-//     >= 256 bytes is split into 2 column slices of >= 128 bytes, independent as every byte moves only
-//     within its column): walks the row's output
+//  2. move (one block per (cache, row, head), all caches in one launch): walks the row's output
 //     tokens in chunks; each chunk is read into registers, the block syncs, then writes. As
 //     destinations only move left (out <= src), no chunk overwrites a byte a later chunk still
 //     has to read, and staging + sync makes the in-chunk overlap safe. Then the freed tail
