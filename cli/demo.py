@@ -13,9 +13,9 @@ def register(app: typer.Typer) -> None:
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder for data, compressed traces, infer runs, "
                                                              "the summary (JSON + Markdown) and plots."),
-    n_test: int = typer.Option(40, "--n-test", min=1, help="Synthetic test problems decoded by each method."),
+    n_test: int = typer.Option(100, "--n-test", min=1, help="Synthetic test problems decoded by each method."),
     n_cts: int = typer.Option(32, "--n-cts", min=1, help="Synthetic traces compressed by CTS."),
-    ratio: float = typer.Option(0.6, "--ratio", min=0.05, max=1.0, help="CTS keep ratio."),
+    ratio: float = typer.Option(0.7, "--ratio", min=0.05, max=1.0, help="CTS keep ratio."),
     max_new_tokens: int = typer.Option(200, "--max-new-tokens", min=1, help="Generation limit per problem."),
     h2o_budget: int = typer.Option(48, "--h2o-budget", min=4, help="KV budget of the H2O baseline (tokens)."),
     fresh: bool = typer.Option(False, "--fresh", help="Delete earlier results in --out first (otherwise finished "

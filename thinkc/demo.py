@@ -11,6 +11,7 @@ from rich.rule import Rule
 from rich.table import Table
 
 from thinkc.data.schema import write_records
+from thinkc.console import wide_console
 from thinkc.data.synth import synth_splits
 
 # The shipped tiny checkpoints were trained on this synthetic distribution (configs/train/tiny_*.yaml:
@@ -22,9 +23,9 @@ TINY_TRAIN = dict(n=8000, seed=0)
 @dataclass
 class DemoSettings:
     out: Path = Path("runs/demo")
-    n_test: int = 40
+    n_test: int = 100
     n_cts: int = 32
-    ratio: float = 0.6
+    ratio: float = 0.7  # the ratio tiny-cts was trained at (configs/train/tiny_cts.yaml)
     max_new_tokens: int = 200
     batch_size: int = 8
     h2o_budget: int = 48
@@ -43,7 +44,10 @@ def run_demo(s: DemoSettings, console: Console | None = None) -> list:
     from thinkc.bench.cts import run_filler_bench
     from thinkc.models.loading import load_model, load_tokenizer
 
-    console = console or Console()
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one line per weight load is noise here
+    console = console or wide_console()
     s.out.mkdir(parents=True, exist_ok=True)
 
     console.print(Rule("1. synthesise the reasoning task"))

@@ -67,7 +67,9 @@ def print_table(title: str, rows: list[dict]) -> None:
         table.add_column(c, justify="right" if isinstance(rows[0].get(c), (int, float)) else "left")
     for r in rows:
         table.add_row(*(_fmt(r.get(c)) for c in cols))
-    Console().print(table)
+    from thinkc.console import wide_console
+
+    wide_console().print(table)
 
 
 def _fmt(v) -> str:
