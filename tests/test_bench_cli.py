@@ -1,0 +1,72 @@
+"""`thinkc bench ...` on CPU at small sizes: each command runs, prints its table and writes JSON
+with the environment (correctness only, no timing assertions)."""
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from thinkc.cli.main import app
+from thinkc.gist.rule import GistFlags
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+runner = CliRunner()
+
+
+def _bench(tmp_path, *args):
+    out = tmp_path / "bench.json"
+    res = runner.invoke(app, ["bench", *args, "--device", "cpu", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert data["environment"]["device"] == "cpu" and data["environment"]["torch"]
+    assert data["results"]
+    return data["results"]
+
+
+def test_bench_help_lists_every_target():
+    res = runner.invoke(app, ["bench", "--help"])
+    assert res.exit_code == 0
+    for name in ("mask", "attention", "compact", "decode", "cts"):
+        assert name in res.output
+
+
+def test_bench_mask_small(tmp_path):
+    rows = _bench(tmp_path, "mask", "-L", "512", "-L", "1000", "--block-size", "64", "--repeats", "1")
+    assert [r["L"] for r in rows] == [512, 1000] and all(r["equal"] for r in rows)
+
+
+def test_bench_attention_small_matches_flags_and_reorder(tmp_path):
+    rows = _bench(tmp_path, "attention", "-L", "512", "--q-heads", "4", "--kv-heads", "2", "--head-dim", "16",
+                  "--repeats", "1", "--warmup", "1")
+    (row,) = rows
+    assert row["pass"] == "fwd" and 0 < row["block_sparsity"] < 1
+    for key in ("tiles_computed", "tiles_computed_reordered", "tiles_computed_causal"):
+        assert 0 < row[key] <= 1
+
+
+def test_bench_compact_small(tmp_path):
+    rows = _bench(tmp_path, "compact", "--batch", "2", "--layers", "2", "--kv-heads", "2", "--head-dim", "16",
+                  "--tokens", "64", "--repeats", "1")
+    assert len(rows) == 2 and all(r["match"] for r in rows)
+
+
+def test_bench_decode_and_cts_on_tiny_checkpoints(tmp_path):
+    rows = _bench(tmp_path, "decode", "--model", "tiny-lightthinker", "-b", "2", "--max-new-tokens", "64",
+                  "--compress-every", "16")
+    assert {r["method"] for r in rows} == {"vanilla", "lightthinker", "h2o"}
+    by = {r["method"]: r for r in rows}
+    assert by["lightthinker"]["peak_kv"] < by["vanilla"]["peak_kv"]
+    rows = _bench(tmp_path, "cts", "--model", "tiny-sft", "--n", "3", "--backend", "native")
+    assert rows[0]["backend"] == "native" and 0 < rows[0]["achieved"] <= 1
+
+
+def test_reorder_study_counts_tiles_of_the_reference_mask():
+    from thinkc.bench.attention import computed_tile_fraction, reorder_study
+    from thinkc.bench.mask import synthetic_layout
+    from thinkc.gist.rule import reference_mask
+
+    meta = synthetic_layout(2048, seed=1, flags=GistFlags()).batched()
+    study = reorder_study(meta, block=64)
+    vis = reference_mask(meta)[0]
+    assert study["tiles_computed"] == computed_tile_fraction(vis, 64)
+    # short thoughts: the gist mask needs about as many tiles as causal; reordering needs far fewer
+    assert study["tiles_computed_reordered"] < 0.7 * study["tiles_computed"]
