@@ -121,11 +121,7 @@ def stats(
     console.print(table)
 
 
-# `thinkc data cts` lives in its own module (CTS engineer); registered here when present
-try:
-    from thinkc.cli import cts as _cts
-except ModuleNotFoundError as e:
-    if e.name != "thinkc.cli.cts":
-        raise
-else:
-    _cts.register(app)
+# `thinkc data cts` lives in its own module
+from thinkc.cli import cts as _cts  # noqa: E402
+
+_cts.register(app)

@@ -39,12 +39,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 def _register():
     for mod_name, sub in SUBAPPS:
-        try:
-            mod = importlib.import_module(f"thinkc.cli.{mod_name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"thinkc.cli.{mod_name}":
-                continue  # not written yet
-            raise
+        mod = importlib.import_module(f"thinkc.cli.{mod_name}")
         if sub is None:
             mod.register(app)
         else:
@@ -64,6 +59,14 @@ def main():
         from rich.console import Console
 
         Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except OSError as e:  # a path the user gave: missing, a directory, not writable, disk full
+        if debug:
+            raise
+        from rich.console import Console
+
+        where = f"{e.filename}: " if e.filename else ""
+        Console(stderr=True).print(f"[bold red]error:[/] {where}{e.strerror or e}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -164,3 +164,22 @@ def test_make_policy_defaults(tokenizer):
     with pytest.raises(ThinkcError, match="budget"):
         make_policy("streamingllm", budget=5)
     assert int(Role.CACHE) == 5
+
+
+def test_token_level_compression_stops_at_end_of_thinking():
+    """The layout compresses only the thinking: after "</think>" no more token-level blocks."""
+    from thinkc.infer.policies.base import RowState
+    from thinkc.infer.policies.lightthinker import GistSpec, LightThinkerPolicy
+
+    spec = GistSpec(cache_ids=(90, 91), output_id=92, level="token", step=3, close_ids=(7, 8))
+    policy, row = LightThinkerPolicy(spec), RowState(index=0)
+    ends = []
+    for t in [1, 2, 3, 4, 7, 8, 5, 6, 9, 10, 11, 12]:
+        row.generated.append(t)
+        row.thought_len += 1
+        block = policy.block_after(row, t, forced=False)
+        ends.append(block is not None)
+        if block:
+            row.thought_len = 0
+    assert ends == [False, False, True, False, False, False, False, False, False, False, False, False]
+    assert row.thinking_closed

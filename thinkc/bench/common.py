@@ -35,13 +35,20 @@ def sync(device: str | torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_fn(fn: Callable[[], object], device: str = "cpu", repeats: int = 5, warmup: int = 1) -> float:
-    """Median wall seconds of `fn()` over `repeats` runs after `warmup` runs (not counted)."""
+def time_fn(fn: Callable[[], object], device: str = "cpu", repeats: int = 5, warmup: int = 1,
+            setup: Callable[[], object] | None = None) -> float:
+    """Median wall seconds of `fn()` over `repeats` runs after `warmup` runs (not counted).
+    `setup()` runs before each call, untimed (e.g. restoring the input an in-place op consumed)."""
     for _ in range(warmup):
+        if setup:
+            setup()
         fn()
     sync(device)
     times = []
     for _ in range(repeats):
+        if setup:
+            setup()
+            sync(device)
         t0 = time.perf_counter()
         fn()
         sync(device)

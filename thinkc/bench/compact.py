@@ -12,12 +12,10 @@ times are medians.
 from __future__ import annotations
 
 import random
-import statistics
-import time
 
 import torch
 
-from thinkc.bench.common import sync
+from thinkc.bench.common import time_fn
 from thinkc.ops import backend
 from thinkc.ops.compact import compact_kv, compact_kv_torch, ranges_from_keep
 
@@ -67,21 +65,6 @@ def peak_bandwidth(device: str) -> float | None:
     return 2.0 * clock_khz * 1e3 * bus_bits / 8  # double data rate
 
 
-def _time(fn, reset, device: str, repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        reset()
-        fn()
-    times = []
-    for _ in range(repeats):
-        reset()
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def run_compact_bench(batch: int = 8, layers: int = 28, kv_heads: int = 4, head_dim: int = 128, tokens: int = 8192,
                       dtype: torch.dtype = torch.bfloat16, device: str = "cpu", drop_fraction: float = 0.5,
                       repeats: int = 5, warmup: int = 1, seed: int = 0, verify: bool = True) -> list[dict]:
@@ -111,7 +94,7 @@ def run_compact_bench(batch: int = 8, layers: int = 28, kv_heads: int = 4, head_
     kept = sum(e - s for row in keep for s, e in row) / batch
     rows = []
     for name, which, fn in impls:
-        sec = _time(fn, reset, device, repeats, warmup)
+        sec = time_fn(fn, device, repeats, warmup, setup=reset)
         rows.append({"impl": name, "backend": which, "shape": f"{2 * layers}x{list(shape)}", "dtype": str(dtype).split(".")[-1],
                      "kept_tokens_mean": kept, "GB": nbytes / 1e9, "time_ms": sec * 1e3, "GB/s": nbytes / sec / 1e9,
                      "pct_peak_bw": 100 * nbytes / sec / peak if peak else None, "match": match})

@@ -79,11 +79,9 @@ class InferSettings:
 
 def output_row(record: dict, settings: InferSettings, prompt_len: int, result, tokenizer) -> dict:
     text = tokenizer.decode(result.tokens, skip_special_tokens=True)
-    try:
-        from thinkc.eval.answers import extract_answer
-        pred = extract_answer(text)
-    except ImportError:  # eval package absent: eval recomputes pred from text anyway
-        pred = None
+    from thinkc.eval.answers import extract_answer
+
+    pred = extract_answer(text)
     row = {"id": str(record["id"]), "method": settings.method, "model": settings.model_label,
            "prompt_tokens": prompt_len, "text": text, "pred": pred, "metrics": result.metrics()}
     if record.get("answer") is not None:
@@ -185,6 +183,16 @@ def prepare(method: str, model_name: str | None = None, gist_config: str | None 
                               "qwen, llama, anllm, token_level, tiny, or a file)")
         if not cfg.compresses:
             raise ThinkcError(f"gist config mode {cfg.mode!r} compresses nothing; {method} needs a gist layout")
+        anllm_shaped = cfg.n_cache == 1 and not cfg.use_output_token and cfg.see_current
+        if method == "anllm" and not anllm_shaped:
+            raise ThinkcError(f"--method anllm needs an AnLLM layout (1 anchor, no [o], see_current), but the gist "
+                              f"config has n_cache={cfg.n_cache}, use_output_token={cfg.use_output_token}: use "
+                              "--method lightthinker for this model, or --gist-config anllm")
+        if cfg.compresses_prompt:
+            # the decode loop feeds the prompt as plain tokens; a prompt compressed into C/[o]
+            # blocks (aug, recover) would be attended differently than in training
+            raise ThinkcError(f"gist config mode {cfg.mode!r} compresses the prompt, which thinkc infer does not "
+                              "support yet: decode with an aug-wo-pc model (the paper's setting)")
         from thinkc.gist.tokens import add_gist_tokens
 
         add_gist_tokens(tokenizer, model, cfg)  # no-op for a trained gist model; mechanics only otherwise

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 
 import torch
-from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
+from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
 from thinkc.errors import ThinkcError
 from thinkc.gist.rule import GistMeta, additive_mask, reference_mask
@@ -114,13 +114,6 @@ def gist_attention_mask(meta: GistMeta, dtype: torch.dtype, device, use_flex: bo
 
 
 def _block_mask(meta: GistMeta, block_size: int) -> BlockMask:
-    try:
-        from thinkc.gist.block_mask import gist_block_mask
-    except ImportError:  # the fast builder is optional: fall back on torch's generic one
-        gist_block_mask = None
-    if gist_block_mask is not None:
-        return gist_block_mask(meta, block_size)
-    from thinkc.gist.mask_mod import gist_mask_mod
+    from thinkc.gist.block_mask import gist_block_mask
 
-    B, L = meta.role.shape
-    return create_block_mask(gist_mask_mod(meta), B, None, L, L, device=meta.role.device, BLOCK_SIZE=block_size)
+    return gist_block_mask(meta, block_size)

@@ -26,6 +26,7 @@ class RowState:
     thought_len: int = 0  # tokens generated in the current thought
     generated: list[int] = field(default_factory=list)
     compressions: int = 0
+    thinking_closed: bool = False  # the row has emitted "</think>": token-level compression stops
 
 
 @dataclass

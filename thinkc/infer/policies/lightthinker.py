@@ -24,6 +24,7 @@ class GistSpec:
     step: int = 6
     flags: GistFlags = field(default_factory=GistFlags)
     exclude_continue: bool = False
+    close_ids: tuple[int, ...] = ()  # "</think>": the layout compresses only the thinking
 
     @classmethod
     def from_config(cls, cfg, tokenizer) -> "GistSpec":
@@ -34,9 +35,12 @@ class GistSpec:
         trigger, cache, output = ids[0], ids[1], ids[2]
         instr_text = cfg.output_compress_instruction  # encoded as the layout builder does
         instr = tuple(tokenizer.encode(instr_text, add_special_tokens=False)) if instr_text else ()
+        from thinkc.gist.layout import THINK_CLOSE
+
+        close = tuple(tokenizer.encode(THINK_CLOSE.strip(), add_special_tokens=False))
         return cls(cache_ids=tuple(cache), output_id=output, trigger_id=trigger, instr_ids=instr,
                    level=cfg.level, step=cfg.step, flags=cfg.flags,
-                   exclude_continue=bool(getattr(cfg, "exclude_continue", False)))
+                   exclude_continue=bool(getattr(cfg, "exclude_continue", False)), close_ids=close)
 
 
 class LightThinkerPolicy(CachePolicy):
@@ -49,7 +53,11 @@ class LightThinkerPolicy(CachePolicy):
 
     def ends_thought(self, row: RowState, token: int) -> bool:
         if self.spec.level == "token":
-            return row.thought_len >= self.spec.step
+            # training compresses the thinking only (thinkc.gist.layout): stop at "</think>"
+            close = self.spec.close_ids
+            if close and not row.thinking_closed and tuple(row.generated[-len(close):]) == close:
+                row.thinking_closed = True
+            return not row.thinking_closed and row.thought_len >= self.spec.step
         return self.spec.trigger_id is not None and token == self.spec.trigger_id
 
     def block_after(self, row: RowState, token: int, forced: bool) -> list[tuple[int, Role]] | None:

@@ -12,9 +12,9 @@ SEPARATORS = set(".,;:!?") | {"\n"}
 
 def separator_ids(tokenizer) -> list[int]:
     """Ids whose text, stripped of spaces, is only separator characters (or holds a newline)."""
+    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])  # one call: ~150k ids on Qwen
     ids = []
-    for i in range(len(tokenizer)):
-        text = tokenizer.decode([i])
+    for i, text in enumerate(texts):
         core = text.strip(" ")
         if core and ("\n" in core or set(core) <= SEPARATORS):
             ids.append(i)
@@ -33,7 +33,7 @@ class SepLLMPolicy(CachePolicy):
     def keep(self, slots: SlotView):
         base = oldest_mask(slots, self.initial) | newest_mask(slots, self.window)
         is_sep = torch.isin(slots.token.long(), self.sep_ids.to(slots.token.device)) & slots.valid & ~base
-        room = self.budget - 1 - int(base.sum(1).max())
+        room = (self.budget - 1 - base.sum(1, keepdim=True)).clamp(min=0)  # per row: rows differ in length
         # newest separators first: rank separators by position, newest = rank 0
         pos = torch.where(is_sep, slots.pos.long(), torch.full_like(slots.pos.long(), -1))
         rank = pos.argsort(dim=1, descending=True).argsort(dim=1)
