@@ -14,10 +14,17 @@ from thinkc.data.schema import write_records
 from thinkc.console import wide_console
 from thinkc.data.synth import synth_splits
 
-# The shipped tiny checkpoints were trained on this synthetic distribution (configs/train/tiny_*.yaml:
-# data.synth). The demo regenerates that training split so its test problems are disjoint from it.
-TINY_TASK = dict(min_steps=1, max_steps=2, max_value=9, filler=0.2)
-TINY_TRAIN = dict(n=8000, seed=0)
+
+
+def tiny_training_synth() -> dict:
+    """The synthetic-task arguments the shipped tiny checkpoints were trained on (data.synth of the
+    train_config.yaml saved beside tiny-sft): n, seed and the synth_records options."""
+    import yaml
+
+    from thinkc.models.loading import resolve_model
+
+    cfg = yaml.safe_load((resolve_model("tiny-sft") / "train_config.yaml").read_text())
+    return dict(cfg["data"]["synth"])
 
 
 @dataclass
@@ -29,10 +36,29 @@ class DemoSettings:
     max_new_tokens: int = 200
     batch_size: int = 8
     h2o_budget: int = 48
-    task: dict = field(default_factory=lambda: dict(TINY_TASK))
+    task: dict = field(default_factory=tiny_training_synth)  # n + seed of the training split, task options
     # (label, method, model)
     runs: tuple = (("vanilla", "vanilla", "tiny-sft"), ("cts", "vanilla", "tiny-cts"),
                    ("lightthinker", "lightthinker", "tiny-lightthinker"), ("h2o", "h2o", "tiny-sft"))
+
+
+def kept_share_by_kind(job, records: list[dict], tokenizer) -> dict[str, float]:
+    """Kept share of thinking tokens inside computation vs filler thoughts (the synthetic data knows
+    which is which), from the scores the CTS run stored: CTS should keep computation, drop filler."""
+    from thinkc.bench.cts import kept_by_kind
+    from thinkc.cts.pipeline import default_store
+    from thinkc.cts.select import select
+    from thinkc.cts.store import load_store
+
+    store = load_store(default_store(job))
+    tot = {"compute": [0, 0], "filler": [0, 0]}
+    for rec in records:
+        e = store[rec["id"]]
+        keep = select(tokenizer, rec["thinking"], e["ids"], e["scores"], job.ratios[0], job.options).keep
+        for kind, (k, n) in kept_by_kind(tokenizer, rec, e["ids"], keep).items():
+            tot[kind][0] += k
+            tot[kind][1] += n
+    return {kind: k / max(n, 1) for kind, (k, n) in tot.items()}
 
 
 def run_demo(s: DemoSettings, console: Console | None = None) -> list:
@@ -41,8 +67,7 @@ def run_demo(s: DemoSettings, console: Console | None = None) -> list:
     from thinkc.eval.plots import write_plots
     from thinkc.eval.report import rich_table, write_markdown, write_summary_json
     from thinkc.infer.run import InferSettings, prepare, run_inference
-    from thinkc.bench.cts import run_filler_bench
-    from thinkc.models.loading import load_model, load_tokenizer
+    from thinkc.models.loading import load_tokenizer
 
     from transformers.utils import logging as hf_logging
 
@@ -51,7 +76,10 @@ def run_demo(s: DemoSettings, console: Console | None = None) -> list:
     s.out.mkdir(parents=True, exist_ok=True)
 
     console.print(Rule("1. synthesise the reasoning task"))
-    train, test = synth_splits(TINY_TRAIN["n"], s.n_test, seed=TINY_TRAIN["seed"], **s.task)
+    # regenerate the models' training split so the test problems are disjoint from it
+    task = dict(s.task)
+    n_train, seed = task.pop("n"), task.pop("seed")
+    train, test = synth_splits(n_train, s.n_test, seed=seed, **task)
     cts_input = train[: s.n_cts]  # CTS compresses training traces; test problems are unseen
     write_records(s.out / "data" / "cts_input.jsonl", cts_input)
     write_records(s.out / "data" / "test.jsonl", test)
@@ -62,14 +90,12 @@ def run_demo(s: DemoSettings, console: Console | None = None) -> list:
     job = CtsJob(input=s.out / "data" / "cts_input.jsonl", output=str(s.out / "cts" / "train.jsonl"),
                  ratios=[s.ratio], reference="tiny-sft", batch_size=8)
     (summary,) = run_cts(job, console=console)
-    # where the kept tokens fall: the synthetic data knows which thoughts are computation vs filler
-    (share,) = run_filler_bench(load_model("tiny-sft"), load_tokenizer("tiny-sft"),
-                                [r.to_dict() for r in cts_input], ratios=(s.ratio,))
+    share = kept_share_by_kind(job, [r.to_dict() for r in cts_input], load_tokenizer("tiny-sft"))
     t = Table(title="CTS compression")
     for c in ("records", "tokens before", "tokens after", "achieved ratio", "kept in computations", "kept in filler"):
         t.add_column(c, justify="right")
     t.add_row(str(summary["records"]), str(summary["tokens_before"]), str(summary["tokens_after"]),
-              f"{summary['achieved']:.3f}", f"{share['compute_kept_share']:.0%}", f"{share['filler_kept_share']:.0%}")
+              f"{summary['achieved']:.3f}", f"{share['compute']:.0%}", f"{share['filler']:.0%}")
     console.print(t)
 
     console.print(Rule("3. infer on the test split"))
