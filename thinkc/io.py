@@ -72,3 +72,12 @@ def iter_jsonl_lines(lines: Iterable[str], path, tolerant: bool = False) -> Iter
                 raise ThinkcError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
             obj = None
         yield lineno, obj
+
+
+def read_parquet(path: str | os.PathLike) -> list[dict]:
+    """Rows of a Parquet file as dicts (pyarrow is optional: a clear error without it)."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ThinkcError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from None
+    return pq.read_table(path).to_pylist()

@@ -23,7 +23,7 @@ from typing import Iterator
 
 from thinkc.data.schema import Record
 from thinkc.errors import ThinkcError
-from thinkc.io import iter_jsonl_lines
+from thinkc.io import iter_jsonl_lines, read_parquet
 
 FORMATS = ("auto", "stratos", "openr1", "messages", "thinkc")
 
@@ -167,12 +167,7 @@ def _rows(path: Path, tolerant: bool) -> Iterator[tuple[int, dict | None]]:
     if not path.is_file():
         raise ThinkcError(f"{path}: no such file")
     if path.suffix == ".parquet":
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise ThinkcError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from None
-        for i, row in enumerate(pq.read_table(path).to_pylist(), 1):
-            yield i, row
+        yield from enumerate(read_parquet(path), 1)
         return
     with open(path, encoding="utf-8") as f:
         first = f.read(1)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from thinkc.errors import ThinkcError
 from thinkc.eval.answers import gold_from_reference
-from thinkc.io import iter_jsonl
+from thinkc.io import iter_jsonl, read_parquet
 
 BENCHMARKS = ("math500", "aime", "gpqa", "gsm8k", "thinkc")
 _SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
@@ -61,11 +61,7 @@ def read_rows(path: str | Path) -> list[dict]:
     if path.suffix == ".csv":
         with open(path, encoding="utf-8", newline="") as f:
             return list(csv.DictReader(f))
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ThinkcError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from None
-    return pq.read_table(path).to_pylist()
+    return read_parquet(path)
 
 
 def detect(row: dict) -> str:
