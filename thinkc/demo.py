@@ -45,19 +45,19 @@ class DemoSettings:
 def kept_share_by_kind(job, records: list[dict], tokenizer) -> dict[str, float]:
     """Kept share of thinking tokens inside computation vs filler thoughts (the synthetic data knows
     which is which), from the scores the CTS run stored: CTS should keep computation, drop filler."""
-    from thinkc.bench.cts import kept_by_kind
+    from thinkc.bench.cts import kind_totals
     from thinkc.cts.pipeline import default_store
     from thinkc.cts.select import select
     from thinkc.cts.store import load_store
 
     store = load_store(default_store(job))
-    tot = {"compute": [0, 0], "filler": [0, 0]}
-    for rec in records:
-        e = store[rec["id"]]
-        keep = select(tokenizer, rec["thinking"], e["ids"], e["scores"], job.ratios[0], job.options).keep
-        for kind, (k, n) in kept_by_kind(tokenizer, rec, e["ids"], keep).items():
-            tot[kind][0] += k
-            tot[kind][1] += n
+
+    def selections():
+        for rec in records:
+            e = store[rec["id"]]
+            yield e["ids"], select(tokenizer, rec["thinking"], e["ids"], e["scores"], job.ratios[0], job.options).keep
+
+    tot = kind_totals(tokenizer, records, selections())
     return {kind: k / max(n, 1) for kind, (k, n) in tot.items()}
 
 

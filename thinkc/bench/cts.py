@@ -71,6 +71,16 @@ def kept_by_kind(tokenizer, record: dict, ids, keep) -> dict[str, list[int]]:
     return out
 
 
+def kind_totals(tokenizer, records, selections) -> dict[str, list[int]]:
+    """Sum of kept_by_kind over records; `selections` yields (ids, keep) per record."""
+    tot = {"compute": [0, 0], "filler": [0, 0]}
+    for rec, (ids, keep) in zip(records, selections):
+        for kind, (k, n) in kept_by_kind(tokenizer, rec, ids, keep).items():
+            tot[kind][0] += k
+            tot[kind][1] += n
+    return tot
+
+
 def run_filler_bench(model, tokenizer, records: Sequence[dict], ratios=(0.5, 0.6, 0.7),
                      conditional: bool = True, batch_size: int = 8) -> list[dict]:
     """Where the kept tokens fall on the synthetic task: per ratio, the kept share of tokens inside
@@ -81,12 +91,8 @@ def run_filler_bench(model, tokenizer, records: Sequence[dict], ratios=(0.5, 0.6
     scored = score_records(model, tokenizer, records, conditional=conditional, batch_size=batch_size)
     rows = []
     for r in ratios:
-        tot = {"compute": [0, 0], "filler": [0, 0]}
-        for rec, s in zip(records, scored):
-            sel = select(tokenizer, rec["thinking"], s.ids, s.scores, r)
-            for kind, (k, n) in kept_by_kind(tokenizer, rec, s.ids, sel.keep).items():
-                tot[kind][0] += k
-                tot[kind][1] += n
+        tot = kind_totals(tokenizer, records, ((s.ids, select(tokenizer, rec["thinking"], s.ids, s.scores, r).keep)
+                                               for rec, s in zip(records, scored)))
         kept = tot["compute"][0] + tot["filler"][0]
         rows.append({"backend": "native" if conditional else "unconditional", "ratio": r, "records": len(records),
                      "compute_kept_share": round(tot["compute"][0] / max(tot["compute"][1], 1), 4),
