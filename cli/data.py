@@ -28,6 +28,7 @@ def synth(
     from thinkc.data.schema import write_records
     from thinkc.data.synth import synth_splits
     from thinkc.errors import ThinkcError
+    from thinkc.io import same_file
 
     console = Console(soft_wrap=True)
     try:
@@ -36,10 +37,13 @@ def synth(
                                        max_value=max_value)
     except ValueError as e:
         raise ThinkcError(str(e)) from None
+    test_path = test_output or output.with_name(output.name.removesuffix(".jsonl") + ".test.jsonl")
+    if n_test and same_file(test_path, output):
+        raise ThinkcError(f"{test_path}: --test-output is also --output; the test records would overwrite "
+                          "the training records (choose another --test-output)")
     write_records(output, train)
     console.print(f"wrote {len(train):,} records to {output}")
     if n_test:
-        test_path = test_output or output.with_name(output.name.removesuffix(".jsonl") + ".test.jsonl")
         write_records(test_path, test)
         console.print(f"wrote {len(test):,} test records to {test_path}")
 
@@ -56,7 +60,9 @@ def import_(
 
     from thinkc.data.importers import import_file
     from thinkc.data.schema import write_records
+    from thinkc.io import refuse_input_as_output
 
+    refuse_input_as_output(output, [input])
     records, skipped = import_file(input, format, skip_invalid=skip_invalid)
     write_records(output, records)
     Console(soft_wrap=True).print(f"imported {len(records):,} records to {output}" + (f", skipped {skipped:,} invalid" if skip_invalid else ""))
@@ -77,10 +83,12 @@ def export(
     from thinkc.data.exporters import export_alpaca, export_messages
     from thinkc.data.schema import read_records_with_skips
     from thinkc.errors import ThinkcError
+    from thinkc.io import refuse_input_as_output
 
     writers = {"messages": export_messages, "alpaca": export_alpaca}
     if format not in writers:
         raise ThinkcError(f"unknown export format {format!r} (choose messages or alpaca)")
+    refuse_input_as_output(output, [input])
     records, skipped = read_records_with_skips(input, skip_invalid)
     n = writers[format](records, output, ratio_tag=ratio_tag)
     Console(soft_wrap=True).print(f"exported {n:,} records ({format}) to {output}" + (f", skipped {skipped:,} invalid" if skip_invalid else ""))
