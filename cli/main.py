@@ -32,9 +32,10 @@ SUBAPPS = [
 
 
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")):
-    if debug:
-        os.environ["THINKC_DEBUG"] = "1"
+def _root(debug: bool = typer.Option(False, "--debug",
+                                      help="Show full tracebacks on errors (accepted anywhere on the command line).")):
+    # listed here for --help only: main() takes --debug out of the arguments wherever it stands
+    pass
 
 
 def _register():
@@ -49,27 +50,35 @@ def _register():
 _register()
 
 
+def _take_debug(argv: list[str]) -> bool:
+    """Remove every `--debug` before a `--` from argv (so it works after the subcommand too)."""
+    stop = argv.index("--") if "--" in argv else len(argv)
+    found = "--debug" in argv[1:stop]
+    argv[1:stop] = [a for a in argv[1:stop] if a != "--debug"]
+    return found
+
+
 def main():
-    debug = "--debug" in sys.argv or os.environ.get("THINKC_DEBUG") == "1"
+    debug = _take_debug(sys.argv) or os.environ.get("THINKC_DEBUG") == "1"
     try:
         app()
-    except ThinkcError as e:
-        if debug:
+    except Exception as e:
+        if debug or not isinstance(e, (ThinkcError, OSError, UnicodeDecodeError)):
             raise
-        from rich.console import Console
+        from thinkc.console import print_error
 
-        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except OSError as e:  # a path the user gave: missing, a directory, not writable, disk full
-        if debug:
-            raise
-        from rich.console import Console
-
-        where = f"{e.filename}: " if e.filename else ""
-        Console(stderr=True).print(f"[bold red]error:[/] {where}{e.strerror or e}", highlight=False, soft_wrap=True)
+        print_error(_one_line(e))
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def _one_line(e: Exception) -> str:
+    if isinstance(e, UnicodeDecodeError):  # a reader that did not name its file; say what went wrong
+        return f"an input file is not UTF-8 text (byte 0x{e.object[e.start]:02x}); save it as UTF-8"
+    if isinstance(e, OSError) and not isinstance(e, ThinkcError):  # a path the user gave: missing, a folder, ...
+        return (f"{e.filename}: " if e.filename else "") + str(e.strerror or e)
+    return str(e)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from typing import Iterator
 
 from thinkc.data.schema import Record
 from thinkc.errors import ThinkcError
-from thinkc.io import iter_jsonl_lines, read_parquet
+from thinkc.io import decode_utf8, iter_jsonl_lines, read_parquet
 
 FORMATS = ("auto", "stratos", "openr1", "messages", "thinkc")
 
@@ -169,14 +169,13 @@ def _rows(path: Path, tolerant: bool) -> Iterator[tuple[int, dict | None]]:
     if path.suffix == ".parquet":
         yield from enumerate(read_parquet(path), 1)
         return
-    with open(path, encoding="utf-8") as f:
-        first = f.read(1)
-        while first and first.isspace():
-            first = f.read(1)
+    with open(path, "rb") as f:
+        head = f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
         f.seek(0)
-        if first == "[":  # a JSON array: rows are numbered from 1
+        if head[:1] == b"[":  # a JSON array: rows are numbered from 1
+            text = decode_utf8(f.read(), path).removeprefix("\ufeff")
             try:
-                data = json.load(f)
+                data = json.loads(text)
             except json.JSONDecodeError as e:
                 raise ThinkcError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
             for i, row in enumerate(data, 1):
