@@ -84,6 +84,7 @@ class StaticGistCache(Cache):
         self.peak_length = torch.zeros(batch_size, dtype=torch.int32, device=device)
         self._pending: Optional[torch.Tensor] = None  # n_new announced by begin_step
         self._step: Optional[dict] = None              # state of the forward in progress
+        self._write: Optional[tuple] = None            # set_write(): the engine's precomputed layout
 
     @classmethod
     def for_model(cls, model, batch_size: int, capacity: int, dtype: torch.dtype | None = None,
@@ -129,9 +130,38 @@ class StaticGistCache(Cache):
         """All layers' K then V buffers (what compact_kv works on)."""
         return [layer.keys for layer in self.layers] + [layer.values for layer in self.layers]
 
+    def set_write(self, rows: Optional[torch.Tensor], index: torch.Tensor, kv_len: int) -> None:
+        """The decode engine's path (thinkc.infer.engine): the next forward writes its q tokens of row
+        rows[i] (all rows when None) at slots index[i] [b, q] and attends to slots [0, kv_len).
+        No host sync and no bookkeeping: the engine owns `lengths`. Cleared by clear_write()."""
+        if kv_len > self.capacity:
+            raise ThinkcError(f"StaticGistCache overflow: {kv_len} slots needed, capacity {self.capacity}")
+        self._write = (rows, index, kv_len)
+
+    def clear_write(self) -> None:
+        self._write = None
+
+    def _update_at(self, key_states, value_states, layer_idx: int):
+        rows, index, kv_len = self._write
+        layer = self.layers[layer_idx]
+        k, v = key_states.to(self.dtype), value_states.to(self.dtype)
+        if rows is None:
+            B, H, q, D = k.shape
+            idx = index[:, None, :, None].expand(B, H, q, D)
+            layer.keys.scatter_(2, idx, k)
+            layer.values.scatter_(2, idx, v)
+            return layer.keys[:, :, :kv_len], layer.values[:, :, :kv_len]
+        heads = torch.arange(k.shape[1], device=k.device)
+        where = (rows[:, None, None], heads[None, :, None], index[:, None, :])
+        layer.keys.index_put_(where, k)
+        layer.values.index_put_(where, v)
+        return layer.keys[rows, :, :kv_len], layer.values[rows, :, :kv_len]
+
     # ---- the model's side (transformers Cache API) ------------------------------------------
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int,
                cache_kwargs: Optional[dict] = None, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._write is not None:
+            return self._update_at(key_states, value_states, layer_idx)
         B, H, q, D = key_states.shape
         if (B, H, D) != (self.batch_size_, self.kv_heads, self.head_dim):
             raise ThinkcError(f"StaticGistCache: got K/V [B={B}, H={H}, D={D}], the cache holds "
@@ -197,7 +227,7 @@ class StaticGistCache(Cache):
             buf.zero_()
         self.lengths.zero_()
         self.peak_length.zero_()
-        self._pending = self._step = None
+        self._pending = self._step = self._write = None
 
     @property
     def is_compileable(self) -> bool:

@@ -1,0 +1,321 @@
+"""The decode engine: a fixed set of slots on the device, a host scheduler around it (design.md §4).
+
+    engine = DecodeEngine(model, policy, slots=8, max_prompt=..., max_new_tokens=...)
+    results = engine.run(prompts)           # continuous batching: a queue feeds the slots
+
+The device side (thinkc.infer.step, thinkc.infer.state) is tensor work with static shapes: per-slot
+metadata [slots, capacity], per-row state [slots], one forward per step of width 1 (or one gist block
+when a row compresses), decisions as tensor ops. The host side admits prompts into free slots
+(prefill of the newcomers alone, chunked), reads one small tensor per step (finished rows, the next
+step's width, row lengths), and retires finished rows, whose slot is refilled at once. A refilled
+slot starts from empty metadata, so it never sees a former row's keys.
+
+Greedy results equal decoding each prompt alone. Measurements live on the device (peak KV,
+dependency, kept keys per step, compressions) and are read when a row retires; `wall_s` is the
+sample's own latency from admission to finish.
+"""
+from __future__ import annotations
+
+import inspect
+import time
+from collections import deque
+from contextlib import nullcontext
+from typing import Callable
+
+import torch
+
+from thinkc.gist.rule import NEVER, Role
+from thinkc.infer.cache import StaticGistCache
+from thinkc.infer.result import DecodeResult, force_table
+from thinkc.infer.sampling import SamplingConfig, choose_tokens, make_generator
+from thinkc.infer.state import Rows, Slots
+from thinkc.infer.step import GistTemplates, additive, gist_decisions, step_mask, step_queries
+from thinkc.ops.compact import ranges_from_keep_mask
+
+
+class DecodeEngine:
+    def __init__(self, model, policy, *, slots: int, max_prompt: int, max_new_tokens: int, eos_ids=(),
+                 sampling: SamplingConfig = SamplingConfig(), prefill_chunk: int = 512, record: bool = False):
+        self.model, self.policy, self.B = model, policy, int(slots)
+        self.base = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+        self.head = model.get_output_embeddings()
+        p = next(model.parameters())
+        self.device, self.dtype = p.device, p.dtype
+        self.max_new, self.sampling, self.chunk, self.record = int(max_new_tokens), sampling, int(prefill_chunk), record
+        self.spec = getattr(policy, "spec", None)
+        self.tpl = GistTemplates.build(self.spec, self.device) if self.spec is not None else None
+        self.Wb = self.tpl.width if self.tpl else 1
+        self.eos = torch.tensor(sorted({int(e) for e in eos_ids}) or [-1], device=self.device)
+        close = len(self.spec.close_ids) if self.spec is not None else 0
+        cap = int(max_prompt) + self.max_new + self.Wb + 1
+        self.cache = StaticGistCache.for_model(model, self.B, cap)
+        self.slots = Slots(self.B, cap, self.device)
+        self.rows = Rows(self.B, self.max_new, self.Wb, close, self.device)
+        self.cache_kw = "cache" if "cache" in inspect.signature(self.base.forward).parameters else "past_key_values"
+        from thinkc.infer.policies.base import CachePolicy
+
+        self.budgeted = getattr(type(policy), "keep", CachePolicy.keep) is not CachePolicy.keep  # evicts by itself
+        self._finished = [False] * self.B
+        self.owner: list[int | None] = [None] * self.B  # sample index held by each slot
+        self.hi = 0  # host upper bound of the longest row
+        self.W = 1  # width of the next decode step
+        self.sink = None
+        self.steps = 0
+
+    # ---- host scheduler ----------------------------------------------------------------------
+    def run(self, prompts: list[list[int]], indices: list[int] | None = None, force=None,
+            on_step: Callable[[int], None] | None = None,
+            on_result: Callable[[DecodeResult], None] | None = None) -> list[DecodeResult]:
+        """Decode every prompt; results in input order. `force`: forced compressions (see force_table)."""
+        if not prompts or any(len(p) == 0 for p in prompts):
+            raise ValueError("decode needs non-empty prompts")
+        indices = list(range(len(prompts))) if indices is None else list(indices)
+        self._prompts, self._indices, self._force = prompts, indices, force
+        self._out: dict[int, DecodeResult] = {}
+        self._meta: dict[int, dict] = {}
+        queue = deque(range(len(prompts)))
+        from thinkc.infer.scores import scored_attention
+
+        ctx = scored_attention(self.model) if self.policy.needs_attention else nullcontext()
+        with ctx as sink:
+            self.sink = sink
+            while queue or any(o is not None for o in self.owner):
+                free = [s for s in range(self.B) if self.owner[s] is None]
+                if queue and free:
+                    take = [queue.popleft() for _ in range(min(len(free), len(queue)))]
+                    self._admit(free[:len(take)], take)
+                else:
+                    n = self._decode_step()
+                    if on_step:
+                        on_step(n)
+                self._retire(on_result)
+        self.sink = None
+        return [self._out[i] for i in range(len(prompts))]
+
+    def _admit(self, slots: list[int], items: list[int]) -> None:
+        """Prefill newcomers into free slots (alone, chunked) and decide their first token."""
+        dev = self.device
+        r = torch.tensor(slots, device=dev)
+        prompts = [self._prompts[i] for i in items]
+        lens = torch.tensor([len(p) for p in prompts], device=dev)
+        force = torch.stack([force_table(self._force, self._indices[i], self.max_new) for i in items]).to(dev)
+        self.slots.clear_rows(r)
+        self.cache.lengths[r] = 0
+        self.rows.reset(r, lens, force)
+        now = time.perf_counter()
+        for s, i in zip(slots, items):
+            self.owner[s] = i
+            self._meta[s] = {"t0": now, "gen": make_generator(self.sampling, self._indices[i]), "aug": [],
+                             "logits": []}
+        logits = self._prefill(r, prompts)
+        self.rows.next_pos[r] = lens
+        self.rows.peak[r] = lens
+        live = torch.zeros(self.B, dtype=torch.bool, device=dev)
+        live[r] = True
+        full = torch.zeros(self.B, logits.shape[-1], dtype=logits.dtype, device=dev)
+        full[r] = logits
+        if self.record:
+            for s, L in zip(slots, lens.tolist()):
+                self._meta[s]["logits"].append((L - 1, full[s].cpu().clone()))
+        vis_count = torch.zeros(self.B, dtype=torch.long, device=dev)
+        vis_count[r] = lens
+        self._decide(live, self._choose(full, live), vis_count, compact=self.budgeted)
+
+    def _retire(self, on_result) -> None:
+        done = [s for s in range(self.B) if self.owner[s] is not None and self._finished[s]]
+        if not done:
+            return
+        now = time.perf_counter()
+        r = torch.tensor(done, device=self.device)
+        R = self.rows
+        n_gen, peak, dep, comp = (t[r].cpu().tolist() for t in (R.n_gen, R.peak, R.dependency, R.compressions))
+        tokens, trace = R.tokens[r].cpu(), R.trace[r].cpu()
+        eos = set(self.eos.tolist())
+        for j, s in enumerate(done):
+            i, m, n = self.owner[s], self._meta.pop(s), n_gen[j]
+            res = DecodeResult(index=self._indices[i], tokens=tokens[j, :n].tolist(), wall_s=now - m["t0"],
+                               peak_kv=peak[j], dependency=dep[j], compressions=comp[j],
+                               kv_trace=trace[j, :n].tolist(), prompt_len=len(self._prompts[i]))
+            res.stopped_by_eos = bool(n) and res.tokens[-1] in eos
+            if self.record:
+                res.aug_ids, res.aug_roles, res.aug_segs = (list(x) for x in zip(*m["aug"])) if m["aug"] else ([], [], [])
+                res.logits = m["logits"]
+            self._out[i] = res
+            self.owner[s] = None
+            if on_result:
+                on_result(res)
+
+    # ---- device steps ------------------------------------------------------------------------
+    def _prefill(self, r: torch.Tensor, prompts: list[list[int]]) -> torch.Tensor:
+        """Prompt forwards of rows `r` only, in chunks; logits [n, V] at each row's last prompt token."""
+        dev, n = self.device, len(prompts)
+        longest = max(map(len, prompts))
+        ids = torch.zeros(n, longest, dtype=torch.long)
+        for j, p in enumerate(prompts):
+            ids[j, :len(p)] = torch.tensor(p)
+        ids, lens = ids.to(dev), torch.tensor([len(p) for p in prompts], device=dev)
+        out = None
+        for c0 in range(0, longest, self.chunk):
+            W = min(self.chunk, longest - c0)
+            self._ensure(c0 + W)
+            ar = torch.arange(W, device=dev)[None, :]
+            n_real = (lens - c0).clamp(0, W)
+            real = ar < n_real[:, None]
+            index = self.cache.lengths[r].long()[:, None] + ar
+            q = {"token": ids[:, c0:c0 + W], "pos": index, "role": torch.where(real, int(Role.PROMPT), 0),
+                 "seg": torch.full_like(index, -1), "doc": torch.where(real, 0, -1),
+                 "expire": torch.full_like(index, NEVER)}
+            last = (n_real - 1).clamp(min=0)
+            logits = self._forward(r, q, index, c0 + W, last)
+            self.cache.lengths[r] += n_real.to(torch.int32)
+            ends_here = (lens > c0) & (lens <= c0 + W)
+            out = logits if out is None else torch.where(ends_here[:, None], logits, out)
+        self.hi = max(self.hi, longest)
+        return out
+
+    def _decode_step(self) -> int:
+        """One step of every slot: feed, forward, choose, decide. Returns the rows that produced a token."""
+        W, R = self.W, self.rows
+        self._ensure(self.hi + W)
+        kv_len = self.hi + W
+        index = self.cache.lengths.long()[:, None] + torch.arange(W, device=self.device)[None, :]
+        q = step_queries(R, W)
+        last = (R.feed_n - 1).clamp(min=0)
+        logits, vis_last = self._forward(None, q, index, kv_len, last, want_vis=True)
+        n_live = self._live_count
+        live = R.feed_n > 0
+        self.cache.lengths += R.feed_n.to(torch.int32)
+        R.peak = torch.where(live, torch.maximum(R.peak, self.cache.lengths.long()), R.peak)
+        R.next_pos += R.feed_n
+        self.hi += W
+        self._decide(live, self._choose(logits, live), vis_last, compact=self.budgeted or W > 1)
+        self.steps += 1
+        return n_live
+
+    def _forward(self, r, q: dict, index, kv_len: int, last, want_vis: bool = False):
+        """Write q's metadata, build the rule's mask, run the model on the cache; logits at `last`."""
+        self.slots.write(r, index, q)
+        vis = step_mask(self.slots, q, r, kv_len, self.policy.flags)
+        if self.record:
+            self._record(r, q)
+        if self.sink is not None:
+            self.sink.start((q["doc"] >= 0).float())
+        self.cache.set_write(r, index, kv_len)
+        try:
+            out = self.base(input_ids=q["token"], position_ids=q["pos"], attention_mask=additive(vis, self.dtype),
+                            use_cache=True, **{self.cache_kw: self.cache})
+        finally:
+            self.cache.clear_write()
+        if self.sink is not None:
+            if r is None:
+                self.slots.score[:, :kv_len] += self.sink.acc
+            else:
+                self.slots.score[r, :kv_len] += self.sink.acc
+        b = torch.arange(last.shape[0], device=self.device)
+        logits = self.head(out.last_hidden_state[b, last]).float()
+        if self.record and r is None:
+            for s in range(self.B):
+                if self.owner[s] is not None and self._feed_host[s] > 0:
+                    pos = int(q["pos"][s, 0]) + self._feed_host[s] - 1
+                    self._meta[s]["logits"].append((pos, logits[s].cpu().clone()))
+        if want_vis:
+            return logits, vis[b, last].sum(-1)
+        return logits
+
+    def _choose(self, logits: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
+        if self.sampling.greedy:
+            return logits.argmax(-1)
+        rows = [s for s in range(self.B) if bool(live[s])]
+        toks = choose_tokens(logits[rows], self.sampling, [self._meta[s]["gen"] for s in rows])
+        out = torch.zeros(self.B, dtype=torch.long)
+        out[rows] = torch.tensor(toks, dtype=torch.long)
+        return out.to(self.device)
+
+    def _decide(self, live, tok, vis_count, compact: bool) -> None:
+        """EOS / budget / compression decisions for the rows that produced a token, the measurements,
+        the next feed, and (when keys may go) the compaction. Ends with the step's one host read."""
+        R, S = self.rows, self.slots
+        tok = torch.where(live, tok, 0)
+        R.n_gen += live
+        at = (R.n_gen - 1).clamp(min=0)[:, None]
+        R.tokens.scatter_(1, at, torch.where(live[:, None], tok[:, None], R.tokens.gather(1, at)))
+        R.recent = torch.where(live[:, None], torch.cat([R.recent[:, 1:], tok[:, None]], 1), R.recent)
+        finished = live & (torch.isin(tok, self.eos) | (R.n_gen >= self.max_new))
+        R.thought_len += live
+        if self.tpl is not None:  # the original's dependency: prompt + current thought + (n+1) x compressions
+            dep = R.prompt_len + R.thought_len + self.tpl.kept * R.compressions
+        else:  # keys the producing query saw, plus the token itself
+            dep = vis_count + 1
+        R.dependency += torch.where(live, dep, 0)
+        self._next_feed(live, finished, tok)
+        R.active &= ~finished
+        keep = S.valid & (S.expire > R.next_pos[:, None])
+        if self.budgeted:
+            extra = self.policy.keep(S.view(None, self.hi))
+            if extra is not None:
+                keep[:, :self.hi] &= extra
+        kept = keep.sum(1)
+        R.trace.scatter_(1, at, torch.where(live[:, None], kept[:, None], R.trace.gather(1, at)))
+        if compact:
+            self._compact(torch.where((live & ~finished)[:, None], keep, S.valid))
+        self._sync(finished)
+
+    def _next_feed(self, live, finished, tok) -> None:
+        R = self.rows
+        old = (R.feed_token.clone(), R.feed_role.clone(), R.feed_expire.clone(), R.feed_n.clone())
+        if self.tpl is not None:
+            compress = gist_decisions(R, self.slots, self.spec, self.tpl, live, finished, tok,
+                                      self.policy.exclude_continue)
+            R.feed_seg = torch.where(live, R.seg, R.feed_seg)
+            R.seg += compress
+            R.thought_len = torch.where(compress, 0, R.thought_len)
+            R.compressions += compress
+        else:
+            R.feed_token[:, 0], R.feed_role[:, 0], R.feed_expire[:, 0] = tok, int(Role.THOUGHT), NEVER
+            R.feed_n.fill_(1)
+            R.feed_seg = torch.where(live, R.seg, R.feed_seg)
+        go = live & ~finished
+        R.feed_token = torch.where(live[:, None], R.feed_token, old[0])
+        R.feed_role = torch.where(live[:, None], R.feed_role, old[1])
+        R.feed_expire = torch.where(live[:, None], R.feed_expire, old[2])
+        R.feed_n = torch.where(go, R.feed_n, torch.where(live, 0, old[3]))
+
+    def _compact(self, keep: torch.Tensor) -> None:
+        S = self.slots
+        if not bool((S.valid & ~keep).any()):
+            return
+        ranges, offsets = ranges_from_keep_mask(keep, self.cache.lengths)
+        self.cache.compact(ranges, offsets, check=False)
+        S.compact(keep)
+
+    def _sync(self, finished: torch.Tensor) -> None:
+        """The step's one device-to-host read: finished rows, next feed widths, row lengths."""
+        info = torch.stack([finished.long(), self.rows.feed_n, self.cache.lengths.long()]).cpu()
+        self._finished = info[0].bool().tolist()
+        self._feed_host = info[1].tolist()
+        self.hi = int(info[2].max())
+        self.W = self.Wb if max(self._feed_host) > 1 else 1
+        self._live_count = sum(1 for f in self._feed_host if f > 0)
+
+    def _ensure(self, need: int) -> None:
+        """Grow the cache and slot metadata when a row would outgrow the capacity (rare: gist blocks)."""
+        if need <= self.cache.capacity:
+            return
+        self.cache._grow_to(need)
+        C, S = self.cache.capacity, self.slots
+        for f, fill in (("token", 0), ("pos", 0), ("role", 0), ("seg", -1), ("doc", -1), ("expire", NEVER),
+                        ("score", 0.0)):
+            t = getattr(S, f)
+            pad = torch.full((t.shape[0], C - t.shape[1]), fill, dtype=t.dtype, device=t.device)
+            setattr(S, f, torch.cat([t, pad], 1))
+
+    def _record(self, r, q: dict) -> None:
+        """Test/debug path: the augmented sequence each row is fed (positions are absolute)."""
+        rows = list(range(self.B)) if r is None else r.tolist()
+        tok, role, seg, doc = (q[f].cpu() for f in ("token", "role", "seg", "doc"))
+        for j, s in enumerate(rows):
+            if self.owner[s] is None:
+                continue
+            for t, rl, sg, d in zip(tok[j].tolist(), role[j].tolist(), seg[j].tolist(), doc[j].tolist()):
+                if d >= 0:
+                    self._meta[s]["aug"].append((t, rl, sg))

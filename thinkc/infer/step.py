@@ -1,0 +1,110 @@
+"""The device side of one decode step (design.md §4): tensor work only, no per-row Python.
+
+`forward_rows` feeds W tokens per row (1 normally, one fixed-width gist block when a row compresses,
+a prompt chunk at admission) with the step's mask built from slot metadata by the rule
+(thinkc.gist.rule.visible, vectorised over the batch), runs the model on the static cache, and
+returns the logits at each row's last real token. `decide` samples nothing itself: given the chosen
+tokens it applies EOS / budget / trigger / forced-compression decisions, the measurements, the
+expiry the rule gives a thought when its gist block is fed, and the keys to keep afterwards.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from thinkc.gist.rule import NEVER, Role, additive_mask, visible
+from thinkc.infer.state import Rows, Slots
+
+
+@dataclass
+class GistTemplates:
+    """The fixed-width block rows feed when a thought ends: col 0 is the generated token, then
+    `with_trigger` ([<w>] I C [o]) for a forced end at thought level, or `plain` (I C [o]) when the
+    token itself is the trigger (or at token level). Roles alike; `o_index` = column whose position
+    the thought's keys expire at ([o], or just past the last cache token without one)."""
+
+    tokens: torch.Tensor  # [3, W]: row 0 plain token, row 1 trigger-ended block, row 2 forced block
+    roles: torch.Tensor  # [3, W]
+    n: torch.Tensor  # [3] real widths
+    o_index: torch.Tensor  # [3]
+    width: int
+    kept: int  # cache tokens + [o]: what stays of a block (the original's n + 1)
+
+    @classmethod
+    def build(cls, spec, device) -> "GistTemplates":
+        body = [(t, Role.INSTR) for t in spec.instr_ids] + [(t, Role.CACHE) for t in spec.cache_ids]
+        if spec.output_id is not None:
+            body.append((spec.output_id, Role.OUTPUT))
+        forced = [(0, Role.THOUGHT)]
+        if spec.level == "thought" and spec.trigger_id is not None:
+            forced.append((spec.trigger_id, Role.TRIGGER))
+        forced += body
+        ended = [(0, Role.THOUGHT)] + body
+        W = len(forced)
+        rows = [[(0, Role.THOUGHT)], ended, forced]
+        tok = torch.zeros(3, W, dtype=torch.long)
+        role = torch.full((3, W), int(Role.PAD), dtype=torch.long)
+        for i, r in enumerate(rows):
+            tok[i, :len(r)] = torch.tensor([t for t, _ in r])
+            role[i, :len(r)] = torch.tensor([int(x) for _, x in r])
+        n = torch.tensor([len(r) for r in rows])
+        o_index = n - 1 if spec.output_id is not None else n  # no [o] (AnLLM): just past the anchor
+        o_index[0] = NEVER
+        kept = len(spec.cache_ids) + (spec.output_id is not None)
+        return cls(tok.to(device), role.to(device), n.to(device), o_index.to(device), W, kept)
+
+
+def step_queries(rows: Rows, W: int) -> dict:
+    """Query metadata [B, W] of what each row feeds at this step (padding beyond feed_n)."""
+    B = rows.feed_n.shape[0]
+    ar = torch.arange(W, device=rows.feed_n.device)[None, :]
+    real = ar < rows.feed_n[:, None]
+    return {"token": rows.feed_token[:, :W], "pos": rows.next_pos[:, None] + ar,
+            "role": torch.where(real, rows.feed_role[:, :W], torch.zeros_like(rows.feed_role[:, :W])),
+            "seg": rows.feed_seg[:, None].expand(B, W), "doc": torch.where(real, 0, -1),
+            "expire": torch.where(real, rows.feed_expire[:, :W], NEVER)}
+
+
+def step_mask(slots: Slots, q: dict, rows_idx, kv_len: int, flags) -> torch.Tensor:
+    """bool [b, W, kv_len]: the rule applied to the step's queries against the slots they will see."""
+    k = slots.view(rows_idx, kv_len)
+    return visible(q["pos"], q["role"], q["seg"], q["doc"], k.pos, k.role, k.seg, k.doc, k.expire, flags)
+
+
+def gist_decisions(rows: Rows, slots: Slots, spec, tpl: GistTemplates, live, finished, tok,
+                   exclude_continue: bool) -> torch.Tensor:
+    """Which rows end a thought now; writes their gist block into feed_* and the thought's expiry
+    into the slots. Returns the bool [B] `compress`."""
+    if spec.level == "token":
+        close = torch.as_tensor(spec.close_ids, device=tok.device)
+        if close.numel():
+            rows.closed |= live & (rows.recent[:, -close.numel():] == close).all(1)
+        ends = (rows.thought_len >= spec.step) & ~rows.closed
+        is_trigger = torch.zeros_like(live)
+    else:
+        is_trigger = tok == (spec.trigger_id if spec.trigger_id is not None else -1)
+        ends = is_trigger
+    forced = rows.force.gather(1, rows.n_gen.clamp(max=rows.force.shape[1] - 1)[:, None])[:, 0]
+    compress = live & ~finished & (ends | forced)
+    kind = torch.where(compress, torch.where(is_trigger | (spec.level == "token") | (spec.trigger_id is None), 1, 2), 0)
+    rows.feed_token.copy_(tpl.tokens[kind])
+    rows.feed_token[:, 0] = tok
+    role0 = torch.where(is_trigger, int(Role.TRIGGER), int(Role.THOUGHT))
+    rows.feed_role.copy_(tpl.roles[kind])
+    rows.feed_role[:, 0] = role0
+    o_pos = rows.next_pos + tpl.o_index[kind]  # NEVER-ish for rows that do not compress
+    compressible = (rows.feed_role == Role.THOUGHT) | (rows.feed_role == Role.TRIGGER) | (rows.feed_role == Role.INSTR)
+    rows.feed_expire.copy_(torch.where(compress[:, None] & compressible, o_pos[:, None], NEVER))
+    hit = (compress[:, None] & slots.valid & (slots.seg == rows.seg[:, None])
+           & ((slots.role == Role.THOUGHT) | (slots.role == Role.TRIGGER) | (slots.role == Role.INSTR)))
+    slots.expire = torch.where(hit, o_pos[:, None], slots.expire)
+    if exclude_continue and spec.output_id is not None:  # the previous [o] stops at this [o]
+        prev_o = compress[:, None] & slots.valid & (slots.role == Role.OUTPUT) & (slots.expire == NEVER)
+        slots.expire = torch.where(prev_o, o_pos[:, None], slots.expire)
+    rows.feed_n.copy_(torch.where(compress, tpl.n[kind], 1))
+    return compress
+
+
+def additive(vis: torch.Tensor, dtype) -> torch.Tensor:
+    return additive_mask(vis, dtype)[:, None]
