@@ -26,7 +26,8 @@ def evaluate(
                                                                      "(default: <run>.verdicts.jsonl next to each run)."),
 ):
     """Extract each answer (last \\boxed{}, final number, option letter), check it with math-verify,
-    and report accuracy, tokens, peak KV, dependency, wall time and compressions per method."""
+    and report accuracy, tokens, peak KV, dependency, mean latency, run time, tokens/s and compressions
+    per method (latencies of samples decoded together overlap: they are averaged, never summed)."""
     from rich.console import Console
     from rich.progress import track
 

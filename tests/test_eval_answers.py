@@ -14,7 +14,7 @@ EXTRACT = [
     ("$\\boxed 5$.", "5"),  # \boxed without braces
     ("Hmm.\n\nThe answer is 42.", "42"),
     ("The final answer is $\\frac{3}{4}$", "\\frac{3}{4}"),
-    ("steps...\n#### 1,234", "1,234"),
+    ("steps...\n#### 1,234", "1234"),
     ("Answer: C", "C"),
     ("Thinking...\n\nAnswer: c", "C"),
     ("The answer is: **B**", "B"),
@@ -24,6 +24,19 @@ EXTRACT = [
     ("step 5\n</think>\nThe answer is 7 apples", "7"),
     ("-3.5 is it", "-3.5"),
     ("no numbers at all", None),
+    # forms the hand-written extractor got wrong (issue 15)
+    ("Each has 9. The answer is 9 * 2 = 18.", "18"),  # the final result, not the first number
+    ("So the answer is \\frac{14}{3}.", "\\frac{14}{3}"),  # bare LaTeX
+    ("The answer is 6 - 5i.", "6 - 5i"),
+    ("Thus the answer is 2\\sqrt{3} units", "2\\sqrt{3}"),
+    ("The answer is x^2+1.", "x^2+1"),
+    ("The total is $\\$36$.", "36"),  # an escaped dollar
+    ("Total: \\$36.", "36"),
+    ("so \\boxed{\\textbf{18}}", "18"),
+    ("so \\boxed{\\textbf{(C)}}", "C"),
+    ("The answer is $204$.\n\n-sepehr2010", "204"),  # a signature after an AIME solution
+    ("So we get $\\boxed{204}$.\n\n~sepehr2010", "204"),
+    ("We get 204.\n\n~sepehr2010", "204"),
     ("", None),
     (None, None),
 ]

@@ -51,7 +51,10 @@ def test_custom_tasks_load_local_folders_offline(tmp_path, monkeypatch):
 
     math_docs = tasks["thinkc_math500|0"].eval_docs()
     assert [d.choices[0] for d in math_docs] == ["\\boxed{\\frac{3}{4}}", "\\boxed{\\{-2, 2\\}}", "\\boxed{9}"]
-    assert "\\boxed{}" in math_docs[0].query
+    # one definition: the Doc holds the record thinkc's loader gives, its query is the bare question
+    ours_math = load_benchmark(DATA / "math500")
+    assert [d.specific["record"] for d in math_docs] == ours_math
+    assert math_docs[0].query == ours_math[0]["question"] and "Please reason" not in math_docs[0].query
 
     # GPQA letters are the ones thinkc's loader gives (same per-question seed)
     gpqa_docs = tasks["thinkc_gpqa_diamond|0"].eval_docs()

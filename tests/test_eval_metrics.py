@@ -39,8 +39,9 @@ def test_known_accuracy_and_metrics(runs):
     assert v.dependency_m == pytest.approx((81 + 65 + 50 + 98) / 4 / 1e6)
     # s3 has no dependency key: the mean is over the three rows that have one
     assert lt.dependency_m == pytest.approx((75 + 59 + 82) / 3 / 1e6)
-    assert (v.wall_total_s, v.wall_mean_s) == (2.0, 0.5)
-    assert (lt.wall_total_s, lt.wall_mean_s) == (1.5, 0.5)  # s3 has no wall_s: mean over 3
+    # per-sample latencies overlap in a batch: averaged, never summed into a time
+    assert v.latency_mean_s == 0.5 and lt.latency_mean_s == 0.5  # lightthinker s3 has no wall_s: mean over 3
+    assert v.run_wall_s is None and v.tokens_per_s is None  # no run summary beside the runs
     assert (v.compressions, lt.compressions) == (0, 1.25)
     verdicts = {(r["group"], r["id"]): r["correct"] for r in rows}
     assert verdicts[("vanilla", "s3")] is False and verdicts[("lightthinker", "s2")] is True
@@ -148,11 +149,12 @@ def test_benchmark_layouts_as_reference(tmp_path):
     ])
     _, (summary,) = evaluate_runs([run], DATA / "gpqa" / "gpqa_diamond.csv")
     assert summary.n == 3 and summary.accuracy == pytest.approx(2 / 3)
-    assert summary.mean_tokens is None and summary.wall_total_s is None  # metrics absent: lenient
+    assert summary.mean_tokens is None and summary.latency_mean_s is None  # metrics absent: lenient
 
+    gsm = load_benchmark(DATA / "gsm8k")
     run = _write_run(tmp_path / "gsm_run.jsonl", [
-        {"id": "gsm8k-0", "method": "cts", "text": "12 - 2 = 10\n#### 10"},
-        {"id": "gsm8k-1", "method": "cts", "text": "So it costs $1,200 in total."},
+        {"id": gsm[0]["id"], "method": "cts", "text": "12 - 2 = 10\n#### 10"},
+        {"id": gsm[1]["id"], "method": "cts", "text": "So it costs $1,200 in total."},
     ])
     _, (summary,) = evaluate_runs([run], DATA / "gsm8k")
     assert summary.accuracy == 1.0
@@ -167,3 +169,39 @@ def test_gold_copied_by_infer_is_used_without_reference(tmp_path):
     no_gold = _write_run(tmp_path / "no_gold.jsonl", rows)
     with pytest.raises(ThinkcError, match="no gold answer; pass --reference"):
         evaluate_runs([no_gold])
+
+
+def test_run_time_comes_from_the_run_summary_not_a_sum(runs):
+    side = runs[0].with_name("vanilla.summary.json")
+    side.write_text(json.dumps({"wall_s": 0.8, "generated_tokens": 22}))
+    _, summaries = evaluate_runs(runs, DATA / "records.jsonl")
+    v, lt = summaries
+    # 4 samples of 0.5 s each decoded together in 0.8 s: the run took 0.8 s, not 2.0 s
+    assert (v.latency_mean_s, v.run_wall_s, v.tokens_per_s) == (0.5, 0.8, pytest.approx(22 / 0.8))
+    assert lt.run_wall_s is None
+    assert "latency s" in markdown(summaries) and "wall s" not in markdown(summaries)
+
+
+def test_slice_graded_against_another_file_is_an_error(tmp_path):
+    """GSM8K rows 3-4 run on their own, graded with --reference against the full file: ids come
+    from the questions, so each answer meets its own gold; against a file where the same ids mean
+    other questions, the gold infer copied disagrees and eval says so instead of scoring 0/N."""
+    rows = [{"question": f"Ann has {k} cats and gets {k} more. How many cats?",
+             "answer": f"{k} + {k} = {2 * k}\n#### {2 * k}"} for k in range(1, 7)]
+    full = tmp_path / "gsm8k_full.jsonl"
+    full.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    part = tmp_path / "gsm8k_part.jsonl"
+    part.write_text("".join(json.dumps(r) + "\n" for r in rows[3:5]))
+    from thinkc.eval.tasks import load_benchmark
+
+    sliced = load_benchmark(part)
+    run = _write_run(tmp_path / "slice_run.jsonl", [
+        {"id": r["id"], "method": "vanilla", "gold": r["answer"], "text": f"The answer is {r['answer']}."}
+        for r in sliced])
+    _, (summary,) = evaluate_runs([run], full)
+    assert (summary.n, summary.accuracy) == (2, 1.0)
+    # position-style ids that mean other questions in the reference
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps({"id": r["id"], "question": "?", "answer": "999"}) + "\n" for r in sliced))
+    with pytest.raises(ThinkcError, match="different gold answer"):
+        evaluate_runs([run], other)

@@ -28,8 +28,41 @@ def test_aime_both_layouts():
 
 def test_gsm8k_gold_after_hashes():
     recs = load_benchmark(DATA / "gsm8k")
-    assert [(r["id"], r["answer"]) for r in recs] == [("gsm8k-0", "10"), ("gsm8k-1", "1200")]
+    assert [r["answer"] for r in recs] == ["10", "1200"]
     assert recs[0]["source"] == "gsm8k"
+    # no id field in openai/gsm8k: the id is a hash of the question, never the row position
+    assert all(r["id"].startswith("gsm8k-") and len(r["id"]) == len("gsm8k-") + 12 for r in recs)
+    again = load_benchmark(DATA / "gsm8k")
+    assert [r["id"] for r in again] == [r["id"] for r in recs]
+
+
+def _gsm_rows(n: int) -> list[dict]:
+    return [{"question": f"Sam has {k} pens and buys {k + 1} more. How many pens?",
+             "answer": f"{k} + {k + 1} = <<{k}+{k + 1}={2 * k + 1}>>{2 * k + 1}\n#### {2 * k + 1}"} for k in range(n)]
+
+
+def test_gsm8k_ids_follow_rows_not_positions(tmp_path):
+    rows = _gsm_rows(6)
+    full, part = tmp_path / "full.jsonl", tmp_path / "part.jsonl"
+    full.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    part.write_text("".join(json.dumps(r) + "\n" for r in rows[3:5]))
+    gold = {r["id"]: r["answer"] for r in load_benchmark(full)}
+    sliced = load_benchmark(part)
+    assert [gold[r["id"]] for r in sliced] == [r["answer"] for r in sliced] == ["7", "9"]
+    # a copy with the file's own idx keeps it
+    with_idx = tmp_path / "idx.jsonl"
+    with_idx.write_text("".join(json.dumps({"idx": 100 + k, **r}) + "\n" for k, r in enumerate(rows[:2])))
+    assert [r["id"] for r in load_benchmark(with_idx)] == ["100", "101"]
+
+
+def test_json_array_saved_as_jsonl(tmp_path):
+    p = tmp_path / "math.jsonl"
+    rows = [json.loads(line) for line in (DATA / "math500" / "test.jsonl").read_text().splitlines()]
+    p.write_text(json.dumps(rows, indent=1))
+    assert [r["answer"] for r in load_benchmark(p)] == [r["answer"] for r in load_benchmark(DATA / "math500")]
+    (tmp_path / "bad.jsonl").write_text('[{"problem": 1},')
+    with pytest.raises(ThinkcError, match="not valid JSON"):
+        load_benchmark(tmp_path / "bad.jsonl")
 
 
 def test_gpqa_csv_shuffled_with_a_fixed_seed(tmp_path):

@@ -1,8 +1,17 @@
-"""Answer extraction from generated text and equivalence checking with math-verify.
+"""Answer extraction and grading with math-verify (the parser and checker lighteval uses).
 
-Extraction is ours (the model's last \\boxed{} is what every reasoning benchmark grades); deciding
-whether two answers are equal is math-verify's job (the checker lighteval uses). The only rule we
-add is for multiple-choice letters, which are compared case-insensitively.
+math-verify does the work: `math_verify.parse` finds the answer in generated text (the last
+\\boxed{} first, then "the final answer is"-style anchors, then the last expression, LaTeX or
+plain) and `math_verify.verify` decides whether two answers are equal (fractions, LaTeX, units,
+percentages, sets, intervals, equations such as "9 \\cdot 2 = 18" against 18).
+
+thinkc keeps only what math-verify does not do; each place is marked "not math-verify" below:
+- option letters (GPQA): "Answer: C", "\\boxed{(B)}", a lone "(B)"; math-verify has no letters;
+- GSM8K's "#### N" reference lines (`gold_from_reference`);
+- clean-up before parsing: \\fbox -> \\boxed, \\textbf{x} -> x, an escaped dollar (a currency
+  sign, "$\\$36$") dropped, and only the text after </think> when the model wrote an answer there;
+- a bare LaTeX answer after "the answer is" (2\\sqrt{3}, x^2+1, 6 - 5i): math-verify's unanchored
+  expression parser stops at the first number, so the span is wrapped in $...$ and parsed as LaTeX.
 """
 from __future__ import annotations
 
@@ -11,17 +20,19 @@ import re
 
 # A letter option written as "B", "(B)", "B)", "B.", "\text{(B)}", "\textbf{B}", "**B**".
 _LETTER = re.compile(r"^\s*(?:\\text(?:bf)?\{\s*)?[*(\[]*\s*([A-Ja-j])\s*[)\].:*]*\s*\}?\s*$")
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
 _ANSWER_IS = re.compile(
     r"\b(?:final\s+answer|answer)\b\s*(?:is|:|=)?\s*(?:\*\*)?\s*:?\s*(.+)", re.IGNORECASE
 )
 _GSM_ANSWER = re.compile(r"####\s*(.+)")
 _OPTION_ALONE = re.compile(r"\(([A-J])\)|\b([A-J])\)")
+_TEXTBF = re.compile(r"\\textbf\{([^{}]*)\}")
+_SENTENCE_END = re.compile(r"\.(?=\s|$)|\n|\s+[A-Za-z]{2,}\b")  # "." ending a sentence, a line, a word
+_COMPLEX = re.compile(r"\d\s*i\b|[+-]\s*i\b")
 
 
 def _boxed_contents(text: str) -> list[str]:
     """Every \\boxed{...} / \\fbox{...} body in order, nested braces balanced; `\\boxed 5` (no
-    braces) takes the next token."""
+    braces) takes the next token. Used to decide whether the boxed answer is an option letter."""
     out = []
     for m in re.finditer(r"\\(?:boxed|fbox)\s*(\{)?", text):
         i = m.end()
@@ -45,60 +56,18 @@ def last_boxed(text: str) -> str | None:
     return found[-1] if found else None
 
 
-def _final_part(text: str) -> str:
-    """Where a final answer lives: after </think> when present, else the last paragraph."""
+def clean_text(text: str) -> str:
+    """Not math-verify: normalise what its parser misses. \\fbox is a box; \\textbf{x} is x; an
+    escaped \\$ is a currency sign (math-verify drops it inside $...$ but not outside); and an R1-style
+    answer after </think> is where the final answer lives (the thinking may quote wrong ones)."""
     if "</think>" in text:
         tail = text.rsplit("</think>", 1)[1]
         if tail.strip():
-            return tail
-    paragraphs = [p for p in re.split(r"\n\s*\n", text) if p.strip()]
-    return paragraphs[-1] if paragraphs else text
-
-
-def _clean_span(span: str) -> str | None:
-    """Reduce the text after 'the answer is' to the answer: a $...$ expression, a letter option or
-    a number."""
-    span = span.strip()
-    math = re.match(r"\$+([^$]+)\$+|\\\((.+?)\\\)|\\\[(.+?)\\\]", span)
-    if math:
-        return next(g for g in math.groups() if g is not None).strip()
-    token = re.split(r"[\s,;]", span, maxsplit=1)[0] if span else ""
-    letter = as_letter(token)
-    # "Answer: c" is option C, but "answer: a circle" is not option A
-    if letter and (not re.fullmatch(r"[a-j]", token) or span.rstrip(" .*") == token):
-        return letter
-    num = _NUMBER.search(span)
-    if num:
-        return num.group(0)
-    return None
-
-
-def extract_answer(text: str | None) -> str | None:
-    """The final answer in generated text, or None.
-
-    Order: the last \\boxed{}/\\fbox{}; "#### N" (GSM8K); "the answer is X" / "Answer: X"; a lone
-    option "(B)"; the last plain number of the final answer part.
-    """
-    if not text:
-        return None
-    boxed = last_boxed(text)
-    if boxed:  # "\boxed{\text{(B)}}" -> "B"; a bare "\boxed{e}" stays a math symbol
-        return boxed if re.fullmatch(r"[a-j]", boxed) else as_letter(boxed) or boxed
-    gsm = _GSM_ANSWER.findall(text)
-    if gsm:
-        got = _clean_span(gsm[-1])
-        if got:
-            return got
-    final = _final_part(text)
-    for span in reversed(_ANSWER_IS.findall(final)):
-        got = _clean_span(span)
-        if got:
-            return got
-    options = _OPTION_ALONE.findall(final)
-    if options:
-        return next(g for g in options[-1] if g)
-    numbers = _NUMBER.findall(final)
-    return numbers[-1].rstrip(".") if numbers else None
+            text = tail
+    text = re.sub(r"\\fbox\b", r"\\boxed", text)
+    for _ in range(3):  # \textbf{\textbf{x}}
+        text = _TEXTBF.sub(r"\1", text)
+    return text.replace("\\$", "")
 
 
 def as_letter(answer: str | None) -> str | None:
@@ -107,6 +76,81 @@ def as_letter(answer: str | None) -> str | None:
         return None
     m = _LETTER.match(answer)
     return m.group(1).upper() if m else None
+
+
+def _anchored_letter(span: str) -> str | None:
+    """The option letter right after 'the answer is', if that is what follows. "Answer: c" is
+    option C, but "answer: a circle" is not option A."""
+    span = span.strip()
+    token = re.split(r"[\s,;]", span, maxsplit=1)[0] if span else ""
+    letter = as_letter(token)
+    if letter and (not re.fullmatch(r"[a-j]", token) or span.rstrip(" .*") == token):
+        return letter
+    return None
+
+
+def _letter_answer(text: str, boxed: str | None) -> str | None:
+    """Not math-verify (it has no option letters): a letter in the last box; else after the last
+    'answer is' / 'Answer:'; else a lone '(B)' in the last paragraph when no answer is anchored."""
+    if boxed is not None:  # "\boxed{\text{(B)}}" -> "B"; a bare "\boxed{e}" stays a math symbol
+        return None if re.fullmatch(r"[a-j]", boxed) else as_letter(boxed)
+    spans = _ANSWER_IS.findall(text)
+    if spans:
+        return _anchored_letter(spans[-1])
+    paragraphs = [p for p in re.split(r"\n\s*\n", text) if p.strip()]
+    options = _OPTION_ALONE.findall(paragraphs[-1]) if paragraphs else []
+    return next(g for g in options[-1] if g) if options else None
+
+
+def _bare_latex_answer(text: str) -> str | None:
+    """Not math-verify: "the answer is 2\\sqrt{3}" / "x^2+1" / "6 - 5i" without $...$. math-verify's
+    plain-expression parser keeps only "2" / "6" there, so the span (up to the end of the sentence
+    or the first word) is wrapped in $...$ and parsed by math-verify's LaTeX extractor."""
+    spans = _ANSWER_IS.findall(text)
+    if not spans:
+        return None
+    span = _SENTENCE_END.split(spans[-1].strip(), maxsplit=1)[0].strip().rstrip(",;:")
+    if not span or re.search(r"\$|\\\(|\\\[|\\boxed", span):
+        return None  # delimited math: math-verify reads it itself
+    if not (re.search(r"\\[A-Za-z]+|\^|_", span) or _COMPLEX.search(span)):
+        return None
+    found = _parse(f"${span}$", latex_only=True)
+    return found[1] if len(found) > 1 else None
+
+
+def _parse(text: str, latex_only: bool = False) -> list:
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
+
+    # the last \boxed{} before any anchor or bare expression, as for R1-style outputs (lighteval's
+    # math tasks use the same priority)
+    config = [LatexExtractionConfig(boxed_match_priority=0)]
+    if not latex_only:
+        config.append(ExprExtractionConfig())
+    return parse(text, extraction_config=config)
+
+
+def extract_answer(text: str | None) -> str | None:
+    """The final answer in generated text (a string, as math-verify extracted it), or None.
+
+    Order: an option letter (boxed, anchored or lone); the last \\boxed{}; a bare LaTeX answer
+    after "the answer is"; else math-verify's parse (an anchored answer, the last expression)."""
+    if not text:
+        return None
+    text = clean_text(text)
+    boxed = last_boxed(text)
+    letter = _letter_answer(text, boxed)
+    if letter:
+        return letter
+    if boxed is not None:
+        # the box math-verify's parse would pick (boxed priority, last box), as the model wrote it:
+        # math-verify returns its own normalised LaTeX (\boxed{0.5} -> "\frac{1}{2}"), which
+        # reads worse in verdicts; is_correct parses this string with math-verify either way
+        return boxed or None
+    bare = _bare_latex_answer(text)
+    if bare:
+        return bare
+    found = _parse(text)
+    return found[1] if len(found) > 1 and found[1] else None
 
 
 def anchor_math(answer: str) -> str:
@@ -125,7 +169,7 @@ def _parsed(answer: str):
 
 def is_correct(pred: str | None, gold: str | None) -> bool:
     """True when `pred` equals `gold` by math-verify (fractions, LaTeX, units, percentages, sets,
-    intervals...), or both are the same option letter (case-insensitive)."""
+    intervals...), or both are the same option letter (case-insensitive; not math-verify)."""
     if pred is None or gold is None or not str(pred).strip() or not str(gold).strip():
         return False
     pred, gold = str(pred).strip(), str(gold).strip()
@@ -141,9 +185,17 @@ def is_correct(pred: str | None, gold: str | None) -> bool:
     return bool(verify(gold_parsed, pred_parsed))
 
 
+def grade(text: str | None, gold: str | None) -> tuple[str | None, bool]:
+    """(extracted answer, correct?) for one generation: the verdict every thinkc path (infer, eval,
+    the lighteval tasks) gives."""
+    pred = extract_answer(text)
+    return pred, is_correct(pred, gold)
+
+
 def gold_from_reference(answer: str | None) -> str | None:
     """The gold answer in a reference field: the last \\boxed{} of a worked answer, the '#### N' of
-    a GSM8K solution, else the field itself (benchmark loaders store the bare answer)."""
+    a GSM8K solution (not math-verify: a GSM8K convention), else the field itself (benchmark
+    loaders store the bare answer)."""
     if answer is None:
         return None
     answer = str(answer).strip()

@@ -1,70 +1,96 @@
-"""lighteval custom tasks for local copies of MATH-500, AIME, GPQA-Diamond and GSM8K.
+"""lighteval tasks for local copies of MATH-500, AIME, GPQA-Diamond, GSM8K and thinkc records,
+built from the benchmark definitions in thinkc.eval.tasks (one loader, prompt and grading for
+thinkc and lighteval alike).
 
-Usage (the CTS paper's benchmarks, on your own files):
+Offline (no hub, no hand patching), from Python:
 
-    THINKC_BENCHMARKS=/data/bench lighteval accelerate "model_name=..." \\
-        "thinkc_math500|0,thinkc_gpqa_diamond|0" --custom-tasks thinkc/eval/lighteval_tasks.py
+    from thinkc.eval.lighteval_run import evaluate_with_lighteval
+    result = evaluate_with_lighteval("thinkc_math500|0", root="/data/bench", method="lightthinker",
+                                     model="tiny-lightthinker")
 
-$THINKC_BENCHMARKS (default ./benchmarks) holds one folder per benchmark — math500/, aime/,
-gpqa_diamond/, gsm8k/ — each with the dataset's own file saved as test.jsonl (GPQA may be test.csv),
-so `datasets` reads it without the hub. Offline, lighteval 0.13's registry fails while importing its
-built-in tasks; `offline_registry()` builds a Registry with only these tasks.
+or `thinkc eval-lighteval --tasks thinkc_math500 --root /data/bench --method lightthinker`.
+`root` (default $THINKC_BENCHMARKS or ./benchmarks) holds one folder per benchmark — math500/,
+aime/, gpqa_diamond/, gsm8k/, records/ — each with the dataset's own file saved as test.jsonl
+(GPQA may be test.csv), so `datasets` reads it without the hub. lighteval 0.13's own registry
+imports every built-in task and one of them downloads a file: `offline_lighteval()` stops that.
 
-Prompts ask for a \\boxed{} answer (math) or an option letter (GPQA, options shuffled with the same
-per-question seed as `thinkc.eval.tasks`, so thinkc and lighteval grade the same letters). Scoring is
-lighteval's extractive match (math-verify underneath).
+Each Doc carries the thinkc record (`doc.specific["record"]`); its query is the question verbatim,
+the user turn `thinkc infer` sends. The thinkc model class (thinkc.eval.lighteval_model) builds the
+prompt with `thinkc.eval.tasks.prompt_ids` (chat template + "<think>\\n"), so lighteval and
+`thinkc infer` feed the same tokens. lighteval's own backends (transformers, vLLM) build the prompt
+from the model's chat template and add no "<think>\\n" unless that template does.
+
+Metrics: `thinkc_match` is thinkc's grading (thinkc.eval.answers.grade: math-verify, letters for
+GPQA), the verdict `thinkc eval` gives; `extractive_match` is lighteval's own math-verify metric,
+kept as a cross-check.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
-from thinkc.eval.answers import anchor_math, as_letter
-from thinkc.eval.tasks import LETTERS, _aime, _gpqa, _gsm8k, _math500
+from thinkc.eval.answers import anchor_math, as_letter, grade
+from thinkc.eval.tasks import DEFINITIONS, LETTERS, to_record
 
-MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
-CHOICE_INSTRUCTION = ("Answer the following multiple choice question. Think step by step, then end with "
-                      "'Answer: X' where X is one of A, B, C, D.")
 GPQA_SEED = int(os.environ.get("THINKC_GPQA_SEED", "0"))
+TASK_FOLDERS = {"math500": "math500", "aime": "aime", "gpqa": "gpqa_diamond", "gsm8k": "gsm8k",
+                "thinkc": "records"}
 
 
 def benchmarks_root() -> Path:
     return Path(os.environ.get("THINKC_BENCHMARKS", "benchmarks")).expanduser().resolve()
 
 
-def _doc(task_name: str, question: str, gold: str):
+def task_name(kind: str) -> str:
+    """"gpqa" -> "thinkc_gpqa_diamond", "thinkc" -> "thinkc_records"."""
+    return f"thinkc_{TASK_FOLDERS[kind]}"
+
+
+def doc_for(rec: dict, name: str = ""):
+    """The lighteval Doc of a thinkc record: the question as the query, the record in `specific`.
+    The choices are what lighteval's extractive match compares against: the option letters for
+    GPQA, the gold in \\boxed{} (math-verify needs an anchor) otherwise."""
     from lighteval.tasks.requests import Doc
 
-    # math-verify needs an anchor around LaTeX: the gold goes in as \boxed{...}.
-    return Doc(task_name=task_name, query=f"{question}\n\n{MATH_INSTRUCTION}",
-               choices=[f"\\boxed{{{gold}}}"], gold_index=0)
+    gold = rec.get("answer")
+    specific = {"record": rec, "gold": gold}
+    if DEFINITIONS[rec["source"]].letters or (rec["source"] == "thinkc" and as_letter(gold or "") and
+                                               str(gold).isupper()):
+        return Doc(task_name=name, query=rec["question"], choices=list(LETTERS),
+                   gold_index=LETTERS.index(as_letter(gold)), specific=specific, id=rec["id"])
+    return Doc(task_name=name, query=rec["question"], choices=[f"\\boxed{{{gold}}}"], gold_index=0,
+               specific=specific, id=rec["id"])
 
 
-def math500_prompt(line: dict, task_name: str = ""):
-    rec = _math500(line, 0)
-    return _doc(task_name, rec["question"], rec["answer"])
+def _prompt_function(kind: str):
+    def prompt(line: dict, task_name: str = ""):
+        return doc_for(to_record(line, kind, GPQA_SEED), task_name)
+
+    prompt.__name__ = f"{kind}_prompt"
+    return prompt
 
 
-def aime_prompt(line: dict, task_name: str = ""):
-    rec = _aime(line, 0)
-    return _doc(task_name, rec["question"], rec["answer"])
+def _thinkc_match():
+    """thinkc's verdict as a lighteval sample metric: 1.0 when `grade` says correct."""
+    import numpy as np
+    from lighteval.metrics.metrics_sample import SampleLevelComputation
+    from lighteval.metrics.utils.metric_utils import SampleLevelMetric
+    from lighteval.tasks.requests import SamplingMethod
+
+    class ThinkcMatch(SampleLevelComputation):
+        def compute(self, doc, model_response, **kwargs) -> float:
+            # the raw generation, as `thinkc eval` grades the run's `text` (grade itself reads
+            # the part after </think>)
+            text = model_response.text[0] if model_response.text else None
+            return float(grade(text, doc.specific["gold"])[1])
+
+    return SampleLevelMetric(metric_name="thinkc_match", sample_level_fn=ThinkcMatch(),
+                             category=SamplingMethod.GENERATIVE, corpus_level_fn=np.mean, higher_is_better=True)
 
 
-def gsm8k_prompt(line: dict, task_name: str = ""):
-    rec = _gsm8k(line, 0)
-    return _doc(task_name, rec["question"], rec["answer"])
-
-
-def gpqa_prompt(line: dict, task_name: str = ""):
-    from lighteval.tasks.requests import Doc
-
-    rec = _gpqa(line, 0, GPQA_SEED)
-    query = f"{CHOICE_INSTRUCTION}\n\n{rec['question']}"
-    return Doc(task_name=task_name, query=query, choices=list(LETTERS), gold_index=LETTERS.index(rec["answer"]),
-               instruction=CHOICE_INSTRUCTION)
-
-
-def _metric(letters: bool):
+def _extractive_match(letters: bool):
+    """lighteval's own math-verify metric (the cross-check)."""
     import numpy as np
     from lighteval.metrics.dynamic_metrics import MultilingualExtractiveMatchMetric
     from lighteval.metrics.utils.extractive_match_utils import (
@@ -77,12 +103,8 @@ def _metric(letters: bool):
     from lighteval.utils.language import Language
 
     if letters:
-        targets = dict(
-            gold_extraction_target=[IndicesExtractionConfig(prefix_for_extraction="NativeLetters",
-                                                            try_extract_without_anchor=True)],
-            pred_extraction_target=[IndicesExtractionConfig(prefix_for_extraction="NativeLetters",
-                                                            try_extract_without_anchor=True)],
-        )
+        target = [IndicesExtractionConfig(prefix_for_extraction="NativeLetters", try_extract_without_anchor=True)]
+        targets = dict(gold_extraction_target=target, pred_extraction_target=target)
     else:
         targets = dict(
             gold_extraction_target=(LatexExtractionConfig(), ExprExtractionConfig()),
@@ -98,34 +120,29 @@ def _metric(letters: bool):
     )
 
 
-def _task(root: Path, name: str, folder: str, prompt, letters: bool = False, generation_size: int = 32768):
+def _task(root: Path, kind: str, generation_size: int = 32768):
     from lighteval.tasks.lighteval_task import LightevalTaskConfig
 
     return LightevalTaskConfig(
-        name=name,
-        prompt_function=prompt,
-        hf_repo=str(root / folder),  # a local folder: `datasets` reads test.jsonl there
+        name=task_name(kind),
+        prompt_function=_prompt_function(kind),
+        hf_repo=str(root / TASK_FOLDERS[kind]),  # a local folder: `datasets` reads test.jsonl there
         hf_subset="default",
         hf_avail_splits=["test"],
         evaluation_splits=["test"],
         few_shots_split=None,
         few_shots_select=None,
         generation_size=generation_size,
-        metrics=[_metric(letters)],
+        metrics=[_thinkc_match(), _extractive_match(DEFINITIONS[kind].letters)],
         stop_sequence=[],
         version=0,
     )
 
 
 def build_tasks(root: str | Path | None = None) -> list:
-    """The four task configs, reading from `root` (default $THINKC_BENCHMARKS or ./benchmarks)."""
+    """The task configs, reading from `root` (default $THINKC_BENCHMARKS or ./benchmarks)."""
     root = Path(root).expanduser().resolve() if root is not None else benchmarks_root()
-    return [
-        _task(root, "thinkc_math500", "math500", math500_prompt),
-        _task(root, "thinkc_aime", "aime", aime_prompt),
-        _task(root, "thinkc_gpqa_diamond", "gpqa_diamond", gpqa_prompt, letters=True),
-        _task(root, "thinkc_gsm8k", "gsm8k", gsm8k_prompt),
-    ]
+    return [_task(root, kind) for kind in TASK_FOLDERS]
 
 
 def score_with_lighteval(pred: str | None, gold: str) -> bool:
@@ -139,30 +156,43 @@ def score_with_lighteval(pred: str | None, gold: str) -> bool:
     letter = as_letter(gold)
     if letter is not None:
         doc = Doc(query="", choices=list(LETTERS), gold_index=LETTERS.index(letter))
-        metric = _metric(letters=True)
-    else:
-        doc = Doc(query="", choices=[f"\\boxed{{{gold}}}"], gold_index=0)
-        metric = _metric(letters=False)
-    if letter is not None:
         text = as_letter(pred) or pred  # a bare "b" -> "B": letters are compared case-insensitively
     else:
+        doc = Doc(query="", choices=[f"\\boxed{{{gold}}}"], gold_index=0)
         text = anchor_math(pred)
+    metric = _extractive_match(letters=letter is not None)
     return metric.sample_level_fn.compute(doc=doc, model_response=ModelResponse(text=[text])) == 1.0
 
 
-def offline_registry(tasks: str, root: str | Path | None = None):
-    """A lighteval Registry holding only these tasks (`tasks` like "thinkc_math500|0,thinkc_gsm8k|0"),
-    built without importing lighteval's built-in tasks (which need the network in 0.13)."""
-    import types
+@contextlib.contextmanager
+def offline_lighteval():
+    """While active, lighteval's Registry loads no built-in task (lighteval 0.13 imports them all,
+    and one downloads a file at import time): only custom tasks exist. thinkc's entry points use it;
+    nobody has to patch lighteval by hand."""
     from unittest import mock
 
     from lighteval.tasks.registry import Registry
 
-    module = types.ModuleType("thinkc_lighteval_tasks")
-    module.TASKS_TABLE = build_tasks(root)
     with mock.patch.object(Registry, "_load_from_files", staticmethod(lambda *a, **k: {})), \
          mock.patch.object(Registry, "_load_from_subdirs", staticmethod(lambda *a, **k: {})):
-        return Registry(tasks=tasks, custom_tasks=module)
+        yield
+
+
+def tasks_module(root: str | Path | None = None):
+    """A module object holding TASKS_TABLE, what lighteval's `custom_tasks` accepts."""
+    import types
+
+    module = types.ModuleType("thinkc_lighteval_tasks")
+    module.TASKS_TABLE = build_tasks(root)
+    return module
+
+
+def offline_registry(tasks: str, root: str | Path | None = None):
+    """A lighteval Registry holding only these tasks (`tasks` like "thinkc_math500|0,thinkc_gsm8k|0")."""
+    from lighteval.tasks.registry import Registry
+
+    with offline_lighteval():
+        return Registry(tasks=tasks, custom_tasks=tasks_module(root))
 
 
 try:  # lighteval reads TASKS_TABLE when it loads this file with --custom-tasks

@@ -5,7 +5,12 @@ A run file is JSONL, one generation per line:
      "generated_tokens", "peak_kv", "dependency", "compressions", "kv_trace"}}
 Answers are re-extracted from `text` (infer's `pred` is not trusted). Missing metric keys are
 tolerated (averaged over the rows that have them; a blank when none do); ids are not: every id
-must exist in the reference.
+must exist in the reference, and a gold `thinkc infer` copied into a row must agree with it.
+
+Time: `wall_s` is one sample's own latency; samples decoded together overlap, so latencies are
+averaged, never summed into a run time. The run's total wall time and tokens/s come from the
+summary `thinkc infer` writes beside its output (`<run>.summary.json`: {"wall_s", "tokens_per_s"?,
+"generated_tokens"?}); without one they are blank.
 """
 from __future__ import annotations
 
@@ -76,6 +81,7 @@ def score_runs(run_paths: list[str | Path], gold: dict[str, str], progress=None)
     unknown = {r["id"] for r in rows} - gold.keys()
     if unknown:
         raise ThinkcError(f"{len(unknown)} id(s) in the runs are not in the reference: {_few(unknown)}")
+    _check_copied_gold(rows, gold)
     seen: set[tuple[str, str]] = set()
     for r in rows:
         key = (r["group"], r["id"])
@@ -91,6 +97,39 @@ def score_runs(run_paths: list[str | Path], gold: dict[str, str], progress=None)
     return rows
 
 
+def _check_copied_gold(rows: list[dict], gold: dict[str, str]) -> None:
+    """A run made from another file than the reference (a slice graded against a file whose ids
+    mean other questions) shows as a gold that infer copied and the reference contradicts: refuse
+    it instead of grading every answer against the wrong question."""
+    bad = {r["id"] for r in rows if r.get("gold") not in (None, "") and str(r["gold"]) != str(gold[r["id"]])
+           and not is_correct(str(r["gold"]), gold[r["id"]])}
+    if bad:
+        raise ThinkcError(f"{len(bad)} id(s) have a different gold answer in the runs than in the reference "
+                          f"({_few(bad)}): the runs were made from another file, or the ids mean other questions "
+                          "there; pass the file the runs were made from as --reference")
+
+
+def run_totals(run_path: str | Path) -> dict:
+    """{"wall_s", "tokens_per_s"} of a whole run from `<run>.summary.json` beside it ({} if none)."""
+    p = Path(run_path)
+    side = p.with_name(p.name.removesuffix(".jsonl") + ".summary.json")
+    if not side.is_file():
+        return {}
+    import json
+
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ThinkcError(f"{side}: unreadable run summary ({e})") from None
+    wall = data.get("wall_s") if isinstance(data, dict) else None
+    if not isinstance(wall, (int, float)) or wall <= 0:
+        return {}
+    tps = data.get("tokens_per_s")
+    if tps is None and isinstance(data.get("generated_tokens"), (int, float)):
+        tps = data["generated_tokens"] / wall
+    return {"wall_s": float(wall), "tokens_per_s": None if tps is None else float(tps)}
+
+
 @dataclass
 class MethodSummary:
     method: str
@@ -100,8 +139,9 @@ class MethodSummary:
     mean_peak_kv: float | None
     max_peak_kv: int | None
     dependency_m: float | None  # mean dependency per sample, in millions of key reads
-    wall_total_s: float | None
-    wall_mean_s: float | None
+    latency_mean_s: float | None  # mean of the samples' own latencies (they overlap: never summed)
+    run_wall_s: float | None  # the whole run's wall time, from the run summary when there is one
+    tokens_per_s: float | None  # generated tokens per second of run wall time
     compressions: float | None  # mean per sample
 
     def to_dict(self) -> dict:
@@ -119,18 +159,29 @@ def _mean(xs: list) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
+def _group_totals(rs: list[dict], groups_per_file: dict[str, set[str]]) -> dict:
+    """The run summary of the group's file, when the group is that whole file (a file holding
+    several methods has one wall time for all of them: not theirs to report)."""
+    files = {r.get("_file") for r in rs}
+    if len(files) != 1 or None in files:
+        return {}
+    (path,) = files
+    return run_totals(path) if len(groups_per_file.get(path, ())) == 1 else {}
+
+
 def summarize(rows: list[dict]) -> list[MethodSummary]:
     """One summary per group, in first-seen order."""
     groups: dict[str, list[dict]] = {}
+    groups_per_file: dict[str, set[str]] = {}
     for r in rows:
         groups.setdefault(r["group"], []).append(r)
+        groups_per_file.setdefault(r.get("_file", ""), set()).add(r["group"])
     out = []
     for name, rs in groups.items():
         peaks = [_metric(r, "peak_kv") for r in rs]
         deps = [_metric(r, "dependency") for r in rs]
-        walls = [_metric(r, "wall_s") for r in rs]
-        known_walls = [w for w in walls if w is not None]
         mean_dep = _mean(deps)
+        totals = _group_totals(rs, groups_per_file)
         out.append(MethodSummary(
             method=name,
             n=len(rs),
@@ -139,8 +190,9 @@ def summarize(rows: list[dict]) -> list[MethodSummary]:
             mean_peak_kv=_mean(peaks),
             max_peak_kv=max((p for p in peaks if p is not None), default=None),
             dependency_m=None if mean_dep is None else mean_dep / 1e6,
-            wall_total_s=sum(known_walls) if known_walls else None,
-            wall_mean_s=_mean(walls),
+            latency_mean_s=_mean([_metric(r, "wall_s") for r in rs]),
+            run_wall_s=totals.get("wall_s"),
+            tokens_per_s=totals.get("tokens_per_s"),
             compressions=_mean([_metric(r, "compressions") for r in rs]),
         ))
     return out

@@ -17,8 +17,9 @@ COLUMNS = [
     ("mean_peak_kv", "peak KV", "{:.1f}"),
     ("max_peak_kv", "max KV", "{}"),
     ("dependency_m", "dep (M)", "millions"),
-    ("wall_total_s", "wall s", "{:.2f}"),
-    ("wall_mean_s", "s/sample", "{:.3f}"),
+    ("latency_mean_s", "latency s", "{:.3f}"),
+    ("run_wall_s", "run s", "{:.2f}"),
+    ("tokens_per_s", "tok/s", "{:.1f}"),
     ("compressions", "compr/sample", "{:.2f}"),
 ]
 

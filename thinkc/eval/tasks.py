@@ -1,21 +1,34 @@
-"""Local copies of the standard reasoning benchmarks -> thinkc records {id, question, answer, choices?}.
+"""One definition per benchmark, used by `thinkc infer`, `thinkc eval` and the lighteval tasks
+(thinkc.eval.lighteval_tasks) alike: the loader (file row -> thinkc record), the prompt, the gold
+answer and the grading.
 
-Reads the files as their datasets publish them (no hub access):
+Loaders read local copies as their datasets publish them (no hub access):
 - MATH-500 (HuggingFaceH4/MATH-500): JSONL with problem, solution, answer, subject, level, unique_id.
 - AIME (e.g. Maxwell-Jia/AIME_2024: ID, Problem, Solution, Answer; later years: id, problem, answer).
 - GPQA-Diamond (Idavidrein/gpqa): CSV/JSONL with Question, Correct Answer, Incorrect Answer 1..3;
   the four options are shuffled with a fixed seed per question and the gold is the letter.
-- GSM8K (openai/gsm8k): JSONL with question and answer ending in "#### N".
+- GSM8K (openai/gsm8k): JSONL with question and answer ending in "#### N" (some copies add idx).
 A thinkc records file (id, question, answer) passes through with its gold extracted.
 
-`path` may be a file (.jsonl, .json, .csv, .parquet) or a folder holding test.jsonl or one such file.
+Ids come from the file's own id field (unique_id, ID/id, Record ID, idx) or, when it has none, a
+hash of the question: never the row position, so a slice or a reordered copy grades against the
+right gold. `path` may be a file (.jsonl, .json, .csv, .parquet; a JSON array saved as .jsonl is
+read too) or a folder holding test.jsonl or one such file.
+
+Prompt (`prompt_ids`): the user turn is the question verbatim (GPQA: with its lettered options),
+no appended instruction; the system turn is the record's `system`; then the model's chat template
+with the generation prompt, then "<think>\n", exactly as training lays samples out
+(thinkc.gist.layout.build_prompt). Grading: thinkc.eval.answers.grade (math-verify; letters for GPQA).
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from thinkc.errors import ThinkcError
 from thinkc.eval.answers import gold_from_reference
@@ -47,21 +60,40 @@ def read_rows(path: str | Path) -> list[dict]:
     """Rows of a local data file as dicts (JSONL, JSON list, CSV or Parquet)."""
     path = _resolve(Path(path))
     if path.suffix == ".jsonl":
+        if _starts_with_bracket(path):  # a JSON array saved under a .jsonl name
+            return _json_list(path)
         return [row for _, row in iter_jsonl(path)]
     if path.suffix == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError:  # JSONL saved with a .json name
             return [row for _, row in iter_jsonl(path)]
-        if isinstance(data, dict) and isinstance(data.get("data"), list):
-            data = data["data"]
-        if not isinstance(data, list):
-            raise ThinkcError(f"{path}: expected a list of objects")
-        return data
+        return _as_list(path, data)
     if path.suffix == ".csv":
         with open(path, encoding="utf-8", newline="") as f:
             return list(csv.DictReader(f))
     return read_parquet(path)
+
+
+def _starts_with_bracket(path: Path) -> bool:
+    with open(path, encoding="utf-8") as f:
+        head = f.read(4096).lstrip()
+    return head.startswith("[")
+
+
+def _json_list(path: Path) -> list:
+    try:
+        return _as_list(path, json.loads(path.read_text(encoding="utf-8")))
+    except json.JSONDecodeError as e:
+        raise ThinkcError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+
+
+def _as_list(path: Path, data) -> list:
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        data = data["data"]
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        raise ThinkcError(f"{path}: expected a list of objects")
+    return data
 
 
 def detect(row: dict) -> str:
@@ -83,41 +115,42 @@ def detect(row: dict) -> str:
     )
 
 
-def _row_id(row: dict, index: int, name: str, *keys: str) -> str:
+def _row_id(row: dict, name: str, text: str, *keys: str) -> str:
+    """The row's own id field, else "<name>-<hash of the question>" (never the row position)."""
     for k in keys:
         if row.get(k) not in (None, ""):
             return str(row[k])
-    return f"{name}-{index}"
+    return f"{name}-{hashlib.sha1(str(text).strip().encode('utf-8')).hexdigest()[:12]}"
 
 
-def _math500(row: dict, i: int) -> dict:
+def _math500(row: dict) -> dict:
     return {
-        "id": _row_id(row, i, "math500", "unique_id", "id"),
+        "id": _row_id(row, "math500", row["problem"], "unique_id", "id", "idx"),
         "question": row["problem"],
         "answer": str(row["answer"]).strip(),
         "meta": {k: row[k] for k in ("subject", "level") if k in row},
     }
 
 
-def _aime(row: dict, i: int) -> dict:
+def _aime(row: dict) -> dict:
     get = lambda k: row[k] if k in row else row[k.lower()]  # noqa: E731
     return {
-        "id": _row_id(row, i, "aime", "ID", "id", "url"),
+        "id": _row_id(row, "aime", get("Problem"), "ID", "id", "idx", "url"),
         "question": get("Problem"),
         "answer": str(get("Answer")).strip(),
     }
 
 
-def _gsm8k(row: dict, i: int) -> dict:
+def _gsm8k(row: dict) -> dict:
     return {
-        "id": _row_id(row, i, "gsm8k", "id"),
+        "id": _row_id(row, "gsm8k", row["question"], "idx", "id"),
         "question": row["question"],
         "answer": gold_from_reference(row["answer"]),
     }
 
 
-def _gpqa(row: dict, i: int, seed: int) -> dict:
-    rid = _row_id(row, i, "gpqa", "Record ID", "id")
+def _gpqa(row: dict, seed: int = 0) -> dict:
+    rid = _row_id(row, "gpqa", row["Question"], "Record ID", "id", "idx")
     options = [row["Correct Answer"]] + [row[f"Incorrect Answer {k}"] for k in (1, 2, 3)]
     options = [str(o).strip() for o in options]
     order = list(range(4))
@@ -136,9 +169,35 @@ def _gpqa(row: dict, i: int, seed: int) -> dict:
     }
 
 
-def _thinkc(row: dict, i: int) -> dict:
+def _thinkc(row: dict) -> dict:
     rec = {"id": str(row["id"]), "question": row["question"], "answer": gold_from_reference(row.get("answer"))}
     rec.update({k: row[k] for k in ("system", "choices", "meta") if k in row})  # what prompts may use
+    return rec
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One benchmark: how a file row becomes a thinkc record, where lighteval finds its local copy
+    (a folder under the benchmarks root), and whether the gold is an option letter."""
+    name: str
+    folder: str
+    convert: Callable[[dict, int], dict]  # (file row, GPQA shuffle seed) -> record
+    letters: bool = False
+
+
+DEFINITIONS = {
+    "math500": Benchmark("math500", "math500", lambda row, seed: _math500(row)),
+    "aime": Benchmark("aime", "aime", lambda row, seed: _aime(row)),
+    "gpqa": Benchmark("gpqa", "gpqa_diamond", _gpqa, letters=True),
+    "gsm8k": Benchmark("gsm8k", "gsm8k", lambda row, seed: _gsm8k(row)),
+    "thinkc": Benchmark("thinkc", "thinkc", lambda row, seed: _thinkc(row)),
+}
+
+
+def to_record(row: dict, kind: str, seed: int = 0) -> dict:
+    """One file row of benchmark `kind` as a thinkc record (KeyError names a missing field)."""
+    rec = DEFINITIONS[kind].convert(row, seed)
+    rec["source"] = kind
     return rec
 
 
@@ -150,17 +209,24 @@ def load_benchmark(path: str | Path, name: str = "auto", seed: int = 0) -> list[
     if not rows:
         raise ThinkcError(f"{path}: no rows")
     kind = detect(rows[0]) if name == "auto" else name
-    convert = {"math500": _math500, "aime": _aime, "gsm8k": _gsm8k, "thinkc": _thinkc,
-               "gpqa": lambda r, i: _gpqa(r, i, seed)}[kind]
     out, seen = [], set()
     for i, row in enumerate(rows):
         try:
-            rec = convert(row, i)
+            rec = to_record(row, kind, seed)
         except KeyError as e:
             raise ThinkcError(f"{path}: row {i + 1} has no {e.args[0]!r} field ({kind} layout)") from None
         if rec["id"] in seen:
             raise ThinkcError(f"{path}: duplicate id {rec['id']!r} (row {i + 1})")
         seen.add(rec["id"])
-        rec["source"] = kind
         out.append(rec)
     return out
+
+
+def prompt_ids(record: dict | str, tokenizer, layout=None) -> list[int]:
+    """The prompt tokens every thinkc path feeds for a record (see the module doc): chat template
+    of (system, question verbatim) with the generation prompt, then "<think>\\n". `layout` is the
+    model's gist config (the prompt is the same for every layout that does not compress it)."""
+    from thinkc.gist.config import GistConfig
+    from thinkc.gist.layout import build_prompt
+
+    return build_prompt(record, tokenizer, layout if layout is not None else GistConfig(mode="normal"))
