@@ -37,6 +37,8 @@ def train(
     gist_config: Optional[str] = typer.Option(None, "--gist-config", help="Gist layout config name or file (lightthinker/anllm)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (model init, data order)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda."),
+    eval_data: Optional[str] = typer.Option(None, "--eval-data", help="Eval records JSONL (or `synth`): eval loss, and for lightthinker the <w> recall."),
+    report_to: Optional[str] = typer.Option(None, "--report-to", help="Log metrics to none | tensorboard | wandb (comma-separated for several)."),
     check: bool = typer.Option(False, "--check", help="Validate the config and data, print the resolved config, and exit."),
 ):
     """Fine-tune a model: sft (plain chat; also CTS-compressed data), lightthinker (gist tokens +
@@ -68,8 +70,13 @@ def train(
                        ("lora.r", lora_r), ("data.packing", packing),
                        ("train.gradient_checkpointing", gradient_checkpointing), ("train.bf16", bf16),
                        ("train.resume", resume), ("train.deepspeed", deepspeed), ("gist.config", gist_config),
-                       ("train.seed", seed), ("train.device", device)]:
+                       ("train.seed", seed), ("train.device", device), ("data.eval", eval_data),
+                       ("train.report_to", report_to)]:
         put(key, value)
+    if max_steps is not None and max_steps < 1:
+        from thinkc.errors import ThinkcError
+
+        raise ThinkcError(f"--max-steps: must be >= 1, got {max_steps} (leave it out to train for --epochs)")
     if lora_r is not None and lora is None:
         put("lora.enabled", True)
     cfg = load_config(config, sets=set_, overrides=over)
@@ -78,16 +85,34 @@ def train(
         import yaml
 
         from thinkc.train.dataset import load_records
+        from thinkc.train.evaluation import split_records
 
-        n = len(load_records(cfg))
+        records, held = split_records(cfg, load_records(cfg))
         console.print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), highlight=False)
-        console.print(f"[green]ok[/]: {n} records", highlight=False)
+        console.print(f"[green]ok[/]: {len(records)} records" + (f", {len(held)} eval records" if held else ""),
+                      highlight=False)
         return
 
     from thinkc.train import run_training
 
     r = run_training(cfg, console=Console(stderr=True))
     if os.environ.get("RANK", "0") == "0" and r.final_dir.exists():  # one summary under torchrun
-        loss = f"loss {r.first_loss:.3f} -> {r.last_loss:.3f}" if r.first_loss is not None else "no loss logged"
-        step = f", {r.step_seconds:.3f} s/step" if r.step_seconds else ""
-        console.print(f"[green]done[/]: {r.global_step} steps, {loss}{step}; model in {r.final_dir}", highlight=False)
+        console.print(f"[green]done[/]: {summary(r)}; model in {r.final_dir}", highlight=False)
+
+
+def summary(r) -> str:
+    """`12 steps, loss 6.021 -> 2.310 (7 logged), first step 3.1 s then 0.412 s/step, eval_loss 2.4`."""
+    parts = [f"{r.global_step} steps"]
+    if r.first_loss is None:
+        parts.append("no loss logged")
+    elif r.losses_logged == 1:
+        parts.append(f"loss {r.first_loss:.3f} (1 step logged)")
+    else:
+        parts.append(f"loss {r.first_loss:.3f} -> {r.last_loss:.3f} ({r.losses_logged} logged)")
+    if r.first_step_s is not None:
+        steady = f" then {r.steady_s_per_step:.3f} s/step" if r.steady_s_per_step is not None else ""
+        parts.append(f"first step {r.first_step_s:.2f} s{steady}")
+    for k, v in r.eval.items():
+        if isinstance(v, float) and v == v:
+            parts.append(f"{k} {v:.4g}")
+    return ", ".join(parts)

@@ -97,3 +97,47 @@ def read_log(path: str | Path) -> list[dict]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+class StepTimerCallback(TrainerCallback):
+    """Honest step timing: the first optimiser step (compilation, DeepSpeed/allocator warm-up, first
+    data loads) apart from the steady s/step of the rest. Added to the Trainer's closing log line
+    (`first_step_s`, `steady_s_per_step`), so the JSONL log and the summary carry both."""
+
+    def __init__(self):
+        self.t0 = self.t_first = self.t_last = None
+        self.steps = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.t0, self.steps = time.perf_counter(), 0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        now = time.perf_counter()
+        self.steps += 1
+        if self.t_first is None:
+            self.t_first = now
+        self.t_last = now
+
+    @property
+    def first_step_s(self):
+        return None if self.t_first is None else self.t_first - self.t0
+
+    @property
+    def steady_s_per_step(self):
+        if self.steps < 2:
+            return None
+        return (self.t_last - self.t_first) / (self.steps - 1)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is not None and "train_runtime" in logs:
+            logs["first_step_s"] = None if self.first_step_s is None else round(self.first_step_s, 4)
+            logs["steady_s_per_step"] = None if self.steady_s_per_step is None else round(self.steady_s_per_step, 4)
+
+
+class LogLastStepCallback(TrainerCallback):
+    """Logs the loss of the last step too (not only every logging_steps), so a run shorter than
+    logging_steps reports where its loss ended, not the first step's loss twice. Goes last."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_training_stop or state.global_step >= state.max_steps:
+            control.should_log = True

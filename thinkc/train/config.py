@@ -20,6 +20,7 @@ from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from thinkc.errors import ThinkcError
+from thinkc.train.shipped import names, shipped
 
 METHODS = ("sft", "lightthinker", "anllm")
 # The gist config each method uses when the config names none (thinkc/gist configs under configs/gist).
@@ -52,6 +53,8 @@ class DataConfig:
     train_on_input: bool = False
     synth: dict = field(default_factory=dict)  # keyword arguments of thinkc.data.synth.synth_records
     limit: int = 0  # use only the first N records (0 = all)
+    eval: Optional[str] = None  # eval records JSONL, or `synth` (a synthetic split disjoint from training)
+    eval_ratio: float = 0.0  # or hold out this share of the training records for evaluation
 
 
 @dataclass
@@ -93,6 +96,9 @@ class TrainSection:
     deepspeed: Optional[str] = None  # zero2 | zero3 | path to a DeepSpeed JSON
     num_workers: int = 0
     device: str = "auto"  # auto | cpu | cuda
+    report_to: Union[str, list] = "none"  # none | tensorboard | wandb (or a list); logs under <output>/runs
+    eval_steps: int = 0  # with an eval split: evaluate every N steps (0 = once, at the end)
+    extra_args: dict = field(default_factory=dict)  # any other transformers TrainingArguments, by name
 
 
 @dataclass
@@ -216,12 +222,11 @@ def parse_set(item: str) -> dict:
 def load_file(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
-        # A bare name refers to a shipped recipe: configs/train/<name>.yaml
-        shipped = Path(__file__).resolve().parents[2] / "configs" / "train" / f"{path.name}.yaml"
-        if path.suffix == "" and shipped.is_file():
-            path = shipped
-        else:
-            raise ThinkcError(f"{path}: no such config file")
+        # A bare name refers to a shipped recipe: configs/train/<name>.yaml (thinkc.train.shipped)
+        recipe = shipped("train", str(path), ".yaml") if path.suffix == "" else None
+        if recipe is None:
+            raise ThinkcError(f"{path}: no such config file (shipped recipes: {', '.join(names('train', '.yaml'))})")
+        path = recipe
     try:
         text = path.read_text(encoding="utf-8")
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
@@ -249,10 +254,23 @@ def _deepspeed_path(value: str) -> Path:
     p = Path(value)
     if p.is_file():
         return p
-    shipped = Path(__file__).resolve().parents[2] / "configs" / "deepspeed" / f"{value}.json"
-    if shipped.is_file():
-        return shipped
-    raise ThinkcError(f"train.deepspeed: {value}: no such file (or use zero2 / zero3)")
+    preset = shipped("deepspeed", value, ".json")
+    if preset is not None:
+        return preset
+    raise ThinkcError(f"train.deepspeed: {value}: no such file (or use {' / '.join(names('deepspeed', '.json'))})")
+
+
+REPORT_TO = ("none", "tensorboard", "wandb")
+
+
+def _report_to(value) -> Union[str, list]:
+    """`none`, one integration, or a list of them (a comma-separated string too) -> canonical form."""
+    items = value if isinstance(value, list) else [v.strip() for v in str(value).split(",") if v.strip()]
+    bad = [v for v in items if v not in REPORT_TO]
+    if bad or not items:
+        raise ThinkcError(f"train.report_to: {(bad or [value])[0]!r} is not one of {', '.join(REPORT_TO)}")
+    items = [v for v in items if v != "none"]
+    return items[0] if len(items) == 1 else (items or "none")
 
 
 def validate(cfg: TrainConfig, *, check_files: bool = True) -> None:
@@ -284,7 +302,16 @@ def validate(cfg: TrainConfig, *, check_files: bool = True) -> None:
     need(d.limit >= 0, "data.limit: must be >= 0")
     if check_files and d.train != "synth":
         need(Path(d.train).is_file(), f"data.train: {d.train}: no such file")
+    need(t.max_steps == -1 or t.max_steps >= 1,
+         f"train.max_steps: must be >= 1 (or -1 to train for train.epochs), got {t.max_steps}")
     need(t.epochs > 0 or t.max_steps > 0, "train.epochs: must be > 0 (or set train.max_steps)")
+    t.report_to = _report_to(t.report_to)
+    need(t.eval_steps >= 0, "train.eval_steps: must be >= 0")
+    need(0 <= d.eval_ratio < 1, "data.eval_ratio: must be in [0, 1)")
+    need(not (d.eval and d.eval_ratio), "data.eval and data.eval_ratio: set one, not both")
+    if check_files and d.eval and d.eval != "synth":
+        need(Path(d.eval).is_file(), f"data.eval: {d.eval}: no such file")
+    need(not t.eval_steps or bool(d.eval or d.eval_ratio), "train.eval_steps: needs data.eval or data.eval_ratio")
     need(t.lr > 0, "train.lr: must be > 0")
     need(t.max_minutes >= 0, "train.max_minutes: must be >= 0")
     for k in ("batch_size", "grad_accum", "logging_steps", "save_steps"):

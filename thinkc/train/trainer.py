@@ -9,32 +9,31 @@ inside `compute_loss` (thinkc.models.patch when present: BlockMask on GPU; other
 reference mask as an additive 4D mask, which sdpa/eager Qwen2 and Llama accept)."""
 from __future__ import annotations
 
-import dataclasses
-import inspect
-import json
-import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 import yaml
 from rich.console import Console
-from transformers import PrinterCallback, Trainer, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
+from transformers import PrinterCallback, Trainer
 
 from thinkc.errors import ThinkcError
 from thinkc.gist.rule import GistFlags, GistMeta
 from thinkc.models.patch import enable_gist_attention, gist_attention_mask
-from thinkc.train.callbacks import JsonlLogCallback, RichProgressCallback, TimeLimitCallback, read_log
+from thinkc.train.adapters import apply_lora
+from thinkc.train.arguments import training_arguments
+from thinkc.train.callbacks import (JsonlLogCallback, LogLastStepCallback, RichProgressCallback, StepTimerCallback,
+                                    TimeLimitCallback, read_log)
+from thinkc.train.checkpoints import TRAIN_CONFIG_FILE, check_resume, checkpoints, remove_incomplete, resume_checkpoint
 from thinkc.train.collator import META_KEYS, GistCollator
 from thinkc.train.config import TrainConfig
 from thinkc.train.dataset import SampleDataset, build_samples, load_records, sample_builder, sft_gist_config
+from thinkc.train.evaluation import metric_kwargs, split_records, trigger_id
 
 GIST_CONFIG_FILE = "gist_config.json"
-TRAIN_CONFIG_FILE = "train_config.yaml"
 LOG_FILE = "train_log.jsonl"
 
 
@@ -123,70 +122,6 @@ def setup_gist(cfg: TrainConfig, tokenizer, model) -> GistSetup:
     return GistSetup(gcfg, gcfg.flags, new_ids, sample_builder(tokenizer, gcfg))
 
 
-# ---------------------------------------------------------------- LoRA, arguments
-
-def apply_lora(cfg: TrainConfig, model, new_token_ids: list[int]):
-    from peft import LoraConfig, get_peft_model
-
-    lo = cfg.lora
-    kw = dict(r=lo.r, lora_alpha=lo.alpha, lora_dropout=lo.dropout, target_modules=list(lo.target_modules),
-              task_type="CAUSAL_LM")
-    if new_token_ids:  # the new gist tokens' embeddings must learn; the rest stays frozen
-        kw["trainable_token_indices"] = {"embed_tokens": new_token_ids}
-    try:
-        return get_peft_model(model, LoraConfig(**kw))
-    except ValueError as e:
-        raise ThinkcError(f"lora: {e}") from None
-
-
-def _use_cuda(cfg: TrainConfig) -> bool:
-    if cfg.train.device == "cpu":
-        return False
-    if cfg.train.device == "cuda" and not torch.cuda.is_available():
-        raise ThinkcError("train.device=cuda but no CUDA device is available")
-    return torch.cuda.is_available()
-
-
-def training_arguments(cfg: TrainConfig) -> TrainingArguments:
-    t = cfg.train
-    cuda = _use_cuda(cfg)
-    bf16 = (cuda and torch.cuda.is_bf16_supported()) if t.bf16 == "auto" else bool(t.bf16)
-    if bf16 and not cuda:
-        bf16 = False  # CPU autocast in bf16 is slow and lossy for the tiny recipes
-    kw = dict(
-        output_dir=t.output, num_train_epochs=t.epochs, max_steps=t.max_steps, learning_rate=t.lr,
-        per_device_train_batch_size=t.batch_size, gradient_accumulation_steps=t.grad_accum,
-        lr_scheduler_type=t.lr_scheduler, weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm,
-        logging_steps=t.logging_steps, logging_first_step=True, save_strategy="steps", save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit, seed=t.seed, bf16=bf16,
-        deepspeed=t.deepspeed, remove_unused_columns=False, report_to=[], disable_tqdm=True,
-        dataloader_num_workers=t.num_workers, use_cpu=not cuda,
-    )
-    params = inspect.signature(TrainingArguments).parameters
-    # renamed activation_checkpointing in transformers 5.2x; the GPU image (5.17) has the old name
-    ckpt_name = "activation_checkpointing" if "activation_checkpointing" in params else "gradient_checkpointing"
-    kw[ckpt_name] = t.gradient_checkpointing
-    if t.gradient_checkpointing:
-        kw[f"{ckpt_name}_kwargs"] = {"use_reentrant": False}
-    if "warmup_ratio" in params:
-        kw["warmup_ratio"] = t.warmup_ratio
-    else:  # transformers >= 5.2x: a float < 1 in warmup_steps is a ratio
-        kw["warmup_steps"] = t.warmup_ratio
-    if not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        kw["ddp_backend"] = "gloo"
-    return TrainingArguments(**kw)
-
-
-def resume_checkpoint(cfg: TrainConfig) -> Optional[str]:
-    r = cfg.train.resume
-    if r == "never":
-        return None
-    if r == "auto":
-        out = Path(cfg.train.output)
-        return get_last_checkpoint(str(out)) if out.is_dir() else None
-    return r
-
-
 # ---------------------------------------------------------------- run
 
 @dataclass
@@ -194,71 +129,100 @@ class TrainResult:
     final_dir: Path
     global_step: int
     resumed_from: Optional[str]
-    first_loss: Optional[float]
-    last_loss: Optional[float]
+    first_loss: Optional[float]  # the first logged loss of this invocation
+    last_loss: Optional[float]  # the last logged loss (the last step is always logged)
+    losses_logged: int
     samples: int
     tokens: int
     truncated: int
     seconds: float
-    step_seconds: Optional[float]
+    first_step_s: Optional[float]  # the first optimiser step alone (warm-up, DeepSpeed start-up)
+    steady_s_per_step: Optional[float]  # the mean of the steps after it
+    eval: dict = field(default_factory=dict)  # eval_loss (+ eval_trigger_recall for lightthinker)
+
+
+def prepare_output(cfg: TrainConfig, ckpt: Optional[str], console: Console, summary: str) -> None:
+    """Main process: say what runs, clear cut-short (or, with resume=never, all old) checkpoints,
+    write the run's train_config.yaml."""
+    out = Path(cfg.train.output)
+    gone = remove_incomplete(out)
+    if cfg.train.resume == "never":
+        gone += [p for _, p in checkpoints(out)]
+        for p in gone:
+            shutil.rmtree(p, ignore_errors=True)
+    console.print(summary + (f"; resuming from {ckpt}" if ckpt else ""), highlight=False)
+    if gone:
+        console.print(f"removed {len(gone)} " + ("old" if cfg.train.resume == "never" else "incomplete")
+                      + f" checkpoint(s): {', '.join(p.name for p in gone)}", highlight=False)
+    from thinkc.io import atomic_write
+
+    with atomic_write(out / TRAIN_CONFIG_FILE) as f:
+        yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
+
+
+def build_trainer(cfg: TrainConfig, model, args, tokenizer, gist, datasets, console, timer) -> GistTrainer:
+    train_ds, eval_ds = datasets
+    causal_only = not cfg.uses_gist and not cfg.data.packing
+    metrics = metric_kwargs(trigger_id(tokenizer, gist.config if gist else None)) if eval_ds is not None else {}
+    trainer = GistTrainer(
+        model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
+        data_collator=GistCollator(pad_id=tokenizer.pad_token_id or 0),
+        callbacks=[RichProgressCallback(console), timer, JsonlLogCallback(Path(cfg.train.output) / LOG_FILE)]
+        + ([TimeLimitCallback(cfg.train.max_minutes)] if cfg.train.max_minutes else []) + [LogLastStepCallback()],
+        gist_flags=gist.flags if gist else GistFlags(), causal_only=causal_only, **metrics,
+    )
+    trainer.remove_callback(PrinterCallback)  # the rich bar + JSONL log replace its prints
+    return trainer
 
 
 def run_training(cfg: TrainConfig, console: Optional[Console] = None) -> TrainResult:
     console = console or Console(stderr=True)
     t0 = time.time()
     out = Path(cfg.train.output)
-    records = load_records(cfg)  # data errors surface before any model load
+    records, eval_records = split_records(cfg, load_records(cfg))  # data errors before any model load
     ckpt = resume_checkpoint(cfg)
-    args = training_arguments(cfg)  # initialises the distributed backend under torchrun
-    main = args.process_index == 0
+    check_resume(cfg, ckpt)
+    args = training_arguments(cfg, has_eval=bool(eval_records))  # initialises torch.distributed under torchrun
 
     model, tokenizer = load_model_and_tokenizer(cfg)
     gist = setup_gist(cfg, tokenizer, model) if cfg.uses_gist else None
     make = gist.make if gist else sample_builder(tokenizer, sft_gist_config(cfg))
     samples, stats = build_samples(records, tokenizer, cfg, make)
+    eval_ds = SampleDataset(build_samples(eval_records, tokenizer, cfg, make)[0]) if eval_records else None
     if stats.label_tokens == 0:
         raise ThinkcError("no trainable tokens: every label is masked (check data.max_length)")
-    if main:
-        console.print(f"[bold]{cfg.method}[/]: {stats.records} records -> {stats.samples} rows, "
-                      f"{stats.tokens:,} tokens ({stats.label_tokens:,} trained), {stats.truncated} truncated"
-                      + (f"; resuming from {ckpt}" if ckpt else ""), highlight=False)
-        from thinkc.io import atomic_write
-
-        with atomic_write(out / TRAIN_CONFIG_FILE) as f:
-            yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
-    causal_only = not cfg.uses_gist and not cfg.data.packing
-    if not causal_only:
+    if args.process_index == 0:
+        prepare_output(cfg, ckpt, console, f"[bold]{cfg.method}[/]: {stats.records} records -> {stats.samples} rows, "
+                       f"{stats.tokens:,} tokens ({stats.label_tokens:,} trained), {stats.truncated} truncated"
+                       + (f", {len(eval_ds)} eval rows" if eval_ds is not None else ""))
+    if cfg.uses_gist or cfg.data.packing:
         enable_gist_attention(model)  # BlockMask -> flex on GPU; dense masks -> SDPA
     if cfg.lora.enabled:
         model = apply_lora(cfg, model, gist.new_token_ids if gist else [])
     if cfg.train.gradient_checkpointing:
         model.config.use_cache = False
 
-    trainer = GistTrainer(
-        model=model, args=args, train_dataset=SampleDataset(samples), processing_class=tokenizer,
-        data_collator=GistCollator(pad_id=tokenizer.pad_token_id or 0),
-        callbacks=[RichProgressCallback(console), JsonlLogCallback(out / LOG_FILE)]
-        + ([TimeLimitCallback(cfg.train.max_minutes)] if cfg.train.max_minutes else []),
-        gist_flags=gist.flags if gist else GistFlags(),
-        causal_only=causal_only,
-    )
-    trainer.remove_callback(PrinterCallback)  # the rich bar + JSONL log replace its prints
-    train_t0 = time.time()
-    start_step = 0
-    if ckpt:
-        state_file = Path(ckpt) / "trainer_state.json"
-        if state_file.is_file():
-            start_step = json.loads(state_file.read_text()).get("global_step", 0)
+    timer = StepTimerCallback()
+    trainer = build_trainer(cfg, model, args, tokenizer, gist, (SampleDataset(samples), eval_ds), console, timer)
+    n_log = len(read_log(out / LOG_FILE))
     trainer.train(resume_from_checkpoint=ckpt)
-    train_s = time.time() - train_t0
+    evaluated = final_eval(trainer) if eval_ds is not None else {}
     final = save_final(cfg, trainer, tokenizer, gist)
 
-    log = [r for r in read_log(out / LOG_FILE) if "loss" in r]
-    steps_run = trainer.state.global_step - start_step
+    log = [r for r in read_log(out / LOG_FILE)[n_log:] if "loss" in r]
     return TrainResult(final_dir=final, global_step=trainer.state.global_step, resumed_from=ckpt,
                        first_loss=log[0]["loss"] if log else None, last_loss=log[-1]["loss"] if log else None,
-                       samples=stats.samples, tokens=stats.tokens, truncated=stats.truncated,
-                       seconds=time.time() - t0, step_seconds=train_s / steps_run if steps_run > 0 else None)
+                       losses_logged=len(log), samples=stats.samples, tokens=stats.tokens, truncated=stats.truncated,
+                       seconds=time.time() - t0, first_step_s=timer.first_step_s,
+                       steady_s_per_step=timer.steady_s_per_step, eval=evaluated)
+
+
+def final_eval(trainer: Trainer) -> dict:
+    """Evaluate at the end unless the last step was just evaluated; the eval_* metrics."""
+    last = next((r for r in reversed(trainer.state.log_history) if "eval_loss" in r), None)
+    if last is None or last.get("step") != trainer.state.global_step:
+        last = trainer.evaluate()
+    return {k: v for k, v in last.items() if k.startswith("eval_") and "runtime" not in k and "per_second" not in k}
 
 
 def save_final(cfg: TrainConfig, trainer: Trainer, tokenizer, gist: Optional[GistSetup]) -> Path:
