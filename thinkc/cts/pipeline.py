@@ -16,7 +16,7 @@ from pathlib import Path
 from thinkc.cts.select import SelectOptions, select
 from thinkc.cts.store import chunk_name, load_store, open_shard, write_chunk
 from thinkc.errors import ThinkcError
-from thinkc.io import iter_jsonl, write_jsonl
+from thinkc.io import iter_jsonl, refuse_input_as_output, write_jsonl
 
 
 @dataclass
@@ -163,15 +163,31 @@ def write_outputs(job: CtsJob, backend, tokenizer, records: list[dict]) -> list[
     return rows
 
 
-def run(job: CtsJob, model=None, tokenizer=None, console=None) -> list[dict]:
-    """Score (unless merge), then write outputs (unless this is one shard of several)."""
-    from thinkc.cts.backends import make_backend
-
+def check_job(job: CtsJob) -> None:
+    """Settings checked before any model is loaded or folder created (ThinkcError, one line)."""
     if not job.ratios:
         raise ThinkcError("give at least one --ratio")
     for r in job.ratios:
         if not 0.0 < r <= 1.0:
             raise ThinkcError(f"--ratio {r}: must be in (0, 1]")
+    for flag, value in (("--batch-size", job.batch_size), ("--chunk-size", job.chunk_size)):
+        if value < 1:
+            raise ThinkcError(f"{flag} {value}: must be at least 1")
+    if job.window is not None and job.window < 1:
+        raise ThinkcError(f"--window {job.window}: must be at least 1 (or 0 for one pass)")
+    if not job.merge:
+        from thinkc.models.loading import check_device
+
+        check_device(job.device)
+    for ratio in job.ratios:  # out.r0.5.jsonl or the {ratio} pattern must not name the input
+        refuse_input_as_output(output_path(job.output, ratio), [job.input])
+
+
+def run(job: CtsJob, model=None, tokenizer=None, console=None) -> list[dict]:
+    """Score (unless merge), then write outputs (unless this is one shard of several)."""
+    from thinkc.cts.backends import make_backend
+
+    check_job(job)
     records = read_input(Path(job.input))
     if job.merge and job.backend in ("native", "unconditional"):  # reading stored scores needs no model
         from thinkc.cts.backends import StoredScores, load_reference_tokenizer

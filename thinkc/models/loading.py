@@ -16,6 +16,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 SHIPPED = ("tiny-sft", "tiny-lightthinker")
+# config.json model_type values whose layout the gist attention patch, the decode loop and CTS
+# scoring are written for (decoder-only, `model.model.layers`, rotary positions)
+SUPPORTED_MODEL_TYPES = ("qwen2", "llama")
+DEVICE_TYPES = ("cpu", "cuda")
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "assets" / "checkpoints"
 TINY_TOKENIZER = "tiny"
 
@@ -79,20 +83,62 @@ def load_tokenizer(name_or_path: str | os.PathLike):
 def load_model(name_or_path: str | os.PathLike, dtype=None, device: str = "cpu",
                attn_implementation: str = "sdpa"):
     """AutoModelForCausalLM from the local folder for `name_or_path`, in eval mode on `device`.
-    `dtype`: a torch dtype or its name ("float32", "bfloat16", "float16"); default float32."""
-    import torch
+    `dtype`: a torch dtype or its name ("float32", "bfloat16", "float16"); default float32.
+    Refuses (ThinkcError) an unknown device, a model outside the Qwen2/Llama family and damaged
+    weight files."""
+    import pickle
+
     from transformers import AutoModelForCausalLM
 
     dtype = _dtype(dtype)
+    check_device(device)
     path = resolve_model(name_or_path)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ThinkcError(f"device {device!r} asked for, but torch sees no CUDA device (use --device cpu)")
+    check_architecture(path)
+    try:
+        from safetensors import SafetensorError
+    except ImportError:  # pragma: no cover - transformers requires safetensors
+        SafetensorError = OSError
     try:
         model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, trust_remote_code=False,
                                                      dtype=dtype, attn_implementation=attn_implementation)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, SafetensorError, pickle.UnpicklingError) as e:
         raise ThinkcError(f"{path}: cannot load the model ({_first_line(e)})") from None
     return model.to(device).eval()
+
+
+def check_device(device: str) -> None:
+    """ThinkcError unless `device` is cpu, or cuda[:N] with such a CUDA device present."""
+    import torch
+
+    hint = "use cpu, cuda or cuda:N"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ThinkcError(f"unknown device {device!r} ({hint})") from None
+    if dev.type not in DEVICE_TYPES:
+        raise ThinkcError(f"device {device!r} is not supported ({hint})")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ThinkcError(f"device {device!r} asked for, but torch sees no CUDA device (use --device cpu)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ThinkcError(f"device {device!r}: torch sees only {torch.cuda.device_count()} CUDA device(s)")
+
+
+def check_architecture(path: Path) -> None:
+    """ThinkcError unless the folder's config.json is a Qwen2 or Llama-family causal LM (GPT-2,
+    BERT, ... would fail later with an IndexError or a missing attribute)."""
+    import json
+
+    cfg_path = path / "config.json"
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ThinkcError(f"{cfg_path}: not a readable model config ({_first_line(e)})") from None
+    model_type = cfg.get("model_type") if isinstance(cfg, dict) else None
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        archs = ", ".join(cfg.get("architectures") or []) if isinstance(cfg, dict) else ""
+        found = f"{model_type or 'no model_type'}" + (f" ({archs})" if archs else "")
+        raise ThinkcError(f"{path}: a {found} model; thinkc works with Qwen2/Qwen2.5 and Llama-family "
+                          f"causal LMs (config model_type {' or '.join(SUPPORTED_MODEL_TYPES)})")
 
 
 def _generic_tokenizer(path: Path) -> bool:
