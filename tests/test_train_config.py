@@ -117,3 +117,51 @@ def test_dotted_sets_merge_inside_nested_mappings(tmp_path, data_file):
     cfg = load_config(sets=["data.synth.n=8", "data.synth.max_steps=2"],
                       overrides={"model": {"init": "tiny"}, "data": {"train": "synth"}, "train": {"output": str(tmp_path)}})
     assert cfg.data.synth == {"n": 8, "max_steps": 2}
+
+
+@pytest.mark.parametrize("steps", [0, -5])
+def test_max_steps_below_one_is_one_error(tmp_path, data_file, steps):
+    with pytest.raises(ThinkcError, match="train.max_steps: must be >= 1"):
+        load_config(overrides=base(data_file, tmp_path, train={"output": str(tmp_path), "max_steps": steps}))
+    out = _cli(["train", "--model", "tiny", "--data", str(data_file), "-o", str(tmp_path / "o"),
+                "--max-steps", str(steps)])
+    assert isinstance(out.exception, ThinkcError), out.output  # main() prints it as one line, exit 2
+    assert str(out.exception).startswith(f"--max-steps: must be >= 1, got {steps}")
+
+
+def test_report_to_and_eval_settings(tmp_path, data_file):
+    ok = lambda **t: load_config(overrides=base(data_file, tmp_path, train={"output": str(tmp_path), **t}))
+    assert ok(report_to="none").train.report_to == "none"
+    assert ok(report_to="tensorboard, wandb").train.report_to == ["tensorboard", "wandb"]
+    assert ok(report_to=["none", "tensorboard"]).train.report_to == "tensorboard"
+    with pytest.raises(ThinkcError, match="train.report_to: 'mlflow' is not one of none, tensorboard, wandb"):
+        ok(report_to="mlflow")
+    with pytest.raises(ThinkcError, match="train.eval_steps: needs data.eval"):
+        ok(eval_steps=5)
+    with pytest.raises(ThinkcError, match="data.eval: .*no such file"):
+        load_config(overrides=base(data_file, tmp_path, data={"train": str(data_file), "eval": str(tmp_path / "x")}))
+
+
+def test_extra_args_pass_through_and_unknown_names(tmp_path, data_file):
+    from thinkc.train.arguments import training_arguments
+
+    cfg = load_config(overrides=base(data_file, tmp_path), sets=["train.extra_args.adam_beta2=0.95",
+                                                                 "train.extra_args.optim=adamw_torch",
+                                                                 "train.device=cpu"])
+    args = training_arguments(cfg)
+    assert args.adam_beta2 == 0.95 and args.report_to in ([], "none", ["none"])
+    for item, message in [("train.extra_args.adam_beta=0.9", "not a TrainingArguments option .*did you mean adam_beta[12]"),
+                          ("train.extra_args.learning_rate=0.1", "set by thinkc \\(use train.lr\\)")]:
+        bad = load_config(overrides=base(data_file, tmp_path), sets=[item, "train.device=cpu"])
+        with pytest.raises(ThinkcError, match=message):
+            training_arguments(bad)
+
+
+def test_shipped_configs_resolve_by_name_and_list_alternatives(tmp_path):
+    from thinkc.train.shipped import configs_root, names, shipped
+
+    assert {"tiny_sft", "tiny_lightthinker"} <= set(names("train", ".yaml"))
+    assert shipped("deepspeed", "zero3", ".json").parent.parent == configs_root()
+    assert shipped("train", "../train/tiny_sft", ".yaml") is None  # a bare name only
+    with pytest.raises(ThinkcError, match="no such config file \\(shipped recipes: .*tiny_sft"):
+        load_config("tiny_sfft", check_files=False)
