@@ -35,6 +35,11 @@ def evaluate(
     from thinkc.eval.plots import write_plots
     from thinkc.eval.report import rich_table, write_markdown, write_summary_json, write_verdicts
 
+    from thinkc.io import refuse_input_as_output
+
+    for flag, out in (("--json", json_out), ("--markdown", markdown_out), ("--verdicts", verdicts)):
+        if out is not None:  # writing a run (or the reference) over itself would lose it
+            refuse_input_as_output(out, [*runs, reference], flag)
     console = Console()
     rows, summaries = evaluate_runs(
         runs, reference, progress=lambda it: track(it, description="checking answers", console=console,

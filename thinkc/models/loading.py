@@ -168,4 +168,7 @@ def _dtype(dtype):
 
 
 def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))  # torch bolds parts of its messages
+    return (text.strip().splitlines() or [type(e).__name__])[0]
