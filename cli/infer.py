@@ -27,7 +27,9 @@ def infer(
                                                               "(default: tiny-lightthinker for gist methods, else tiny-sft)."),
     gist_config: Optional[str] = typer.Option(None, "--gist-config", help="Gist layout preset or file "
                                                                           "(default: the one saved with the model)."),
-    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Samples decoded together."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Decode slots: samples decoded together "
+                                                                       "(continuous batching: a finished sample's "
+                                                                       "slot takes the next one at once)."),
     max_new_tokens: int = typer.Option(1024, "--max-new-tokens", min=1, help="Generation limit per sample."),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 = greedy."),
     top_p: float = typer.Option(1.0, "--top-p", min=0.0, max=1.0, help="Nucleus sampling mass (with --temperature > 0)."),
@@ -49,7 +51,8 @@ def infer(
     from rich.table import Table
 
     from thinkc.infer.policies import METHODS
-    from thinkc.infer.run import InferSettings, load_inputs, prepare, read_done, run_inference, summarize
+    from thinkc.infer.run import (InferSettings, RunStats, check_resumable, load_inputs, prepare, read_done,
+                                  run_inference, summarize)
     from thinkc.infer.sampling import SamplingConfig
 
     if method not in METHODS:
@@ -57,13 +60,18 @@ def infer(
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     console = Console()
+    if input is not None and output.exists() and output.resolve() == input.resolve():
+        raise ThinkcError(f"--output {output} is the input file: choose another output")
     records = load_inputs(input, prompt)
     done = read_done(output)
     skipped = sum(str(r["id"]) in done for r in records)
     with console.status(f"loading {model or 'default model'}"):
         mdl, tok, policy, build, label = prepare(method, model, gist_config, budget, window, device, dtype)
+    extra = {"budget": budget, "window": window, "gist_config": gist_config}
     settings = InferSettings(method=method, model_label=label, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                             sampling=SamplingConfig(temperature, top_p, seed), compress_every=compress_every)
+                             sampling=SamplingConfig(temperature, top_p, seed), compress_every=compress_every,
+                             extra={k: v for k, v in extra.items() if v is not None})
+    check_resumable(done, settings, output)
     if skipped:
         console.print(f"resuming: {skipped} of {len(records)} samples already in {output}", highlight=False)
 
@@ -78,8 +86,9 @@ def infer(
             dt = progress.get_time() - t0
             progress.update(task, tps=f"{tokens['n'] / dt:.1f}" if dt > 0 else "-")
 
+        stats = RunStats()
         rows = run_inference(mdl, tok, records, policy, settings, build, output, on_tokens=on_tokens,
-                             on_sample=lambda row: progress.advance(task))
+                             on_sample=lambda row: progress.advance(task), stats=stats)
 
     s = summarize(rows)
     table = Table(title=f"thinkc infer — {label}")
@@ -89,4 +98,7 @@ def infer(
     table.add_row(method, str(s["samples"]), acc, f"{s['mean_peak_kv']:.1f}", f"{s['mean_dependency']:.0f}",
                   f"{s['mean_generated_tokens']:.1f}", f"{s['mean_compressions']:.1f}")
     console.print(table)
+    if stats.samples:
+        console.print(f"this run: {stats.samples} samples, {stats.generated_tokens} tokens in {stats.wall_s:.1f} s "
+                      f"({stats.tokens_per_s:.1f} tokens/s); per-sample latency is metrics.wall_s", highlight=False)
     console.print(f"wrote {output}", highlight=False)

@@ -75,6 +75,15 @@ class InferSettings:
     max_new_tokens: int = 1024
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     compress_every: int | None = None  # force a compression every N generated tokens (gist methods)
+    extra: dict = field(default_factory=dict)  # other settings that change results (budget, window, gist config)
+
+    def fingerprint(self) -> dict:
+        """What a row's result depends on: a resume reuses only rows made with the same values.
+        The batch size is not in it: continuous batching gives every sample the same tokens."""
+        s = self.sampling
+        return {"method": self.method, "model": self.model_label, "max_new_tokens": self.max_new_tokens,
+                "temperature": s.temperature, "top_p": s.top_p, "seed": s.seed,
+                "compress_every": self.compress_every, **{k: v for k, v in sorted(self.extra.items())}}
 
 
 def output_row(record: dict, settings: InferSettings, prompt_len: int, result, tokenizer) -> dict:
@@ -83,48 +92,103 @@ def output_row(record: dict, settings: InferSettings, prompt_len: int, result, t
 
     pred = extract_answer(text)
     row = {"id": str(record["id"]), "method": settings.method, "model": settings.model_label,
-           "prompt_tokens": prompt_len, "text": text, "pred": pred, "metrics": result.metrics()}
+           "prompt_tokens": prompt_len, "text": text, "pred": pred, "metrics": result.metrics(),
+           "settings": settings.fingerprint()}
     if record.get("answer") is not None:
         row["gold"] = record["answer"]
     return row
 
 
+def check_resumable(done: dict[str, dict], settings: InferSettings, output) -> None:
+    """One clear error when the output holds rows made with other settings (never mix runs)."""
+    want = settings.fingerprint()
+    for row in done.values():
+        got = row.get("settings")
+        if got == want:
+            continue
+        if not isinstance(got, dict):
+            raise ThinkcError(f"{output} holds rows without run settings (not a thinkc infer output of this "
+                              "version): choose another --output")
+        diff = ", ".join(f"{k}={got.get(k)!r} there vs {want.get(k)!r} now"
+                         for k in sorted(set(got) | set(want)) if got.get(k) != want.get(k))
+        raise ThinkcError(f"{output} holds rows made with other settings ({diff}): choose another --output "
+                          "or delete it")
+
+
+@dataclass
+class RunStats:
+    samples: int = 0
+    wall_s: float = 0.0
+    generated_tokens: int = 0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.generated_tokens / self.wall_s if self.wall_s > 0 else 0.0
+
+
+def _force(settings: InferSettings):
+    if settings.compress_every and settings.method in GIST_METHODS:
+        return int(settings.compress_every)
+    return None
+
+
 def run_inference(model, tokenizer, records: list[dict], policy: CachePolicy, settings: InferSettings,
                   build_prompt: Callable[[dict], list[int]], output: str | os.PathLike,
                   on_tokens: Callable[[int], None] | None = None,
-                  on_sample: Callable[[dict], None] | None = None) -> list[dict]:
-    """Decode every record not yet in `output`, append rows as they finish, then rewrite the file
-    in input order. Returns the rows for `records` (finished earlier or now), in input order."""
-    from thinkc.infer.loop import decode
+                  on_sample: Callable[[dict], None] | None = None, stats: RunStats | None = None) -> list[dict]:
+    """Decode every record not yet in `output` with continuous batching (`settings.batch_size`
+    slots, a finished sample's slot refilled at once), append rows as they finish, then rewrite the
+    file in input order. Returns the rows for `records` (finished earlier or now), in input order.
+    Under torchrun (WORLD_SIZE > 1) each process decodes its shard (thinkc.infer.shard)."""
+    from thinkc.infer.shard import world
 
     ids = [str(r["id"]) for r in records]
     if len(set(ids)) != len(ids):
         raise ThinkcError("input has duplicate ids")
+    rank, size = world()
+    if size > 1:
+        from thinkc.infer.shard import run_sharded
+
+        return run_sharded(model, tokenizer, records, policy, settings, build_prompt, output, on_tokens,
+                           on_sample, stats, rank, size)
+    return _run_local(model, tokenizer, records, policy, settings, build_prompt, output, on_tokens, on_sample, stats)
+
+
+def _run_local(model, tokenizer, records, policy, settings, build_prompt, output, on_tokens, on_sample, stats):
+    import time
+
+    from thinkc.infer.loop import decode
+
+    ids = [str(r["id"]) for r in records]
     done = read_done(output)
+    check_resumable(done, settings, output)
     todo = [(i, r) for i, r in enumerate(records) if str(r["id"]) not in done]
-    force = None
-    if settings.compress_every and settings.method in GIST_METHODS:
-        every = settings.compress_every
-        force = lambda idx, n: n % every == 0  # noqa: E731
-    eos = eos_ids(tokenizer)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
-    with open(output, "a", encoding="utf-8") as out:
-        for start in range(0, len(todo), settings.batch_size):
-            batch = todo[start:start + settings.batch_size]
-            prompts = [build_prompt(r) for _, r in batch]
-            results = decode(model, prompts, policy, max_new_tokens=settings.max_new_tokens, eos_ids=eos,
-                             sampling=settings.sampling, force_compress=force,
-                             sample_indices=[i for i, _ in batch], on_step=on_tokens,
-                             pad_id=tokenizer.pad_token_id or 0)
-            for (_, rec), p, res in zip(batch, prompts, results):
+    t0 = time.perf_counter()
+    n_tok = 0
+    if todo:
+        prompts = [build_prompt(r) for _, r in todo]
+        by_index = {i: (r, p) for (i, r), p in zip(todo, prompts)}
+        with open(output, "a", encoding="utf-8") as out:
+            def finished(res):
+                nonlocal n_tok
+                rec, p = by_index[res.index]
                 row = output_row(rec, settings, len(p), res, tokenizer)
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
                 out.flush()
                 done[row["id"]] = row
+                n_tok += len(res.tokens)
                 if on_sample:
                     on_sample(row)
+
+            decode(model, prompts, policy, max_new_tokens=settings.max_new_tokens, eos_ids=eos_ids(tokenizer),
+                   sampling=settings.sampling, force_compress=_force(settings), sample_indices=[i for i, _ in todo],
+                   on_step=on_tokens, on_result=finished, batch_size=settings.batch_size)
+    if stats is not None:
+        stats.samples, stats.wall_s, stats.generated_tokens = len(todo), time.perf_counter() - t0, n_tok
     ordered = [done[i] for i in ids]
-    extra = [row for k, row in done.items() if k not in set(ids)]  # rows of other inputs stay
+    keep = set(ids)
+    extra = [row for k, row in done.items() if k not in keep]  # rows of other inputs stay
     with atomic_write(output) as f:
         for row in ordered + extra:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -143,7 +207,7 @@ def summarize(rows: Iterable[dict]) -> dict:
     for key in ("peak_kv", "dependency", "generated_tokens", "compressions"):
         vals = [r["metrics"][key] for r in rows]
         out[f"mean_{key}"] = sum(vals) / len(vals) if vals else 0.0
-    wall = sum(r["metrics"]["wall_s"] for r in rows)
+    wall = sum(r["metrics"]["wall_s"] for r in rows)  # per-sample latencies (they overlap in a batch)
     out["mean_wall_s"] = wall / len(rows) if rows else 0.0
     return out
 
