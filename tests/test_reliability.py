@@ -233,3 +233,32 @@ def test_debug_is_accepted_after_the_subcommand(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["thinkc", "data", "stats", str(missing), "--debug"])
     with pytest.raises(ThinkcError, match="no such file"):  # the traceback, not exit 2
         main()
+
+
+class _Payload:
+    def __reduce__(self):  # what a malicious pickle does: call something on load
+        return (print, ("loaded",))
+
+
+def test_refused_pickle_weights_are_one_clear_error(tmp_path, capsys):
+    import torch
+
+    from thinkc.models.loading import load_model
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"],
+                                                      "vocab_size": 32, "hidden_size": 8, "num_hidden_layers": 1,
+                                                      "num_attention_heads": 2, "num_key_value_heads": 1,
+                                                      "intermediate_size": 16}))
+    torch.save({"w": _Payload()}, tmp_path / "pytorch_model.bin")
+    with pytest.raises(ThinkcError, match="cannot load the model") as e:
+        load_model(tmp_path)
+    assert "loaded" not in capsys.readouterr().out  # the payload never ran
+    assert "\x1b[" not in str(e.value) and len(str(e.value).splitlines()) == 1
+
+
+def test_warning_printer_keeps_token_names(capsys):
+    from thinkc.console import print_warning
+
+    print_warning("gist tokens [o] <w> were never trained; pass --allow-untrained-gist [/]")
+    err = capsys.readouterr().err
+    assert err.strip() == "warning: gist tokens [o] <w> were never trained; pass --allow-untrained-gist [/]"
