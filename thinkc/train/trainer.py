@@ -57,6 +57,8 @@ class GistTrainer(Trainer):
         self.causal_only = causal_only
 
     def _with_mask(self, model, inputs: dict[str, Any]) -> dict[str, Any]:
+        if META_KEYS[0] not in inputs:  # already turned into a mask (prediction_step -> compute_loss)
+            return inputs
         inputs = dict(inputs)
         role, seg, doc, expire = (inputs.pop(k) for k in META_KEYS)
         meta = GistMeta(role, seg, doc, expire, self.gist_flags)
@@ -91,10 +93,12 @@ def load_model_and_tokenizer(cfg: TrainConfig):
         model.config.pad_token_id = tokenizer.pad_token_id
         model.config.eos_token_id = tokenizer.eos_token_id
         return model.train(), tokenizer
-    from thinkc.models.loading import load_model, load_tokenizer
+    from thinkc.models.loading import load_model, load_tokenizer, resolve_model
 
     tokenizer = load_tokenizer(m.name)
     model = load_model(m.name, dtype=dtype, device="cpu", attn_implementation=m.attn_implementation)
+    # an absolute base path in adapter_config.json: the adapter reloads from any working directory
+    model.config.name_or_path = str(resolve_model(m.name).resolve())
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.train(), tokenizer

@@ -1,0 +1,90 @@
+"""What teams need around a run: an eval split (eval loss, LightThinker's <w> recall), TensorBoard,
+honest step timing (first step apart from steady s/step), the last step's loss in the summary, a
+half-written checkpoint skipped on rerun, and LoRA adapters that store only the new token rows and
+reload with plain peft (AutoPeftModelForCausalLM, no manual resize) to the merged model's logits."""
+import json
+
+import pytest
+import torch
+
+from thinkc.errors import ThinkcError
+from thinkc.train.callbacks import read_log
+from thinkc.train.config import load_config
+from thinkc.train.trainer import run_training
+
+TINY = {"init": "tiny", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+        "num_attention_heads": 4, "num_key_value_heads": 2}
+SYNTH = {"n": 24, "min_steps": 1, "max_steps": 2, "max_value": 9}
+
+
+def lt_config(out, model=None, **train):
+    return load_config(overrides={
+        "method": "lightthinker", "gist": {"config": "tiny"}, "model": model or dict(TINY),
+        "data": {"train": "synth", "synth": SYNTH, "max_length": 256, "eval_ratio": 0.25},
+        "train": {"output": str(out), "max_steps": 3, "lr": 1e-2, "batch_size": 4, "logging_steps": 10,
+                  "save_steps": 2, "device": "cpu", **train}})
+
+
+def test_eval_split_timing_last_step_and_tensorboard(tmp_path):
+    from thinkc.cli.train import summary
+
+    out = tmp_path / "lt"
+    r = run_training(lt_config(out, report_to="tensorboard"))
+    log = read_log(out / "train_log.jsonl")
+    losses = [row for row in log if "loss" in row]
+    assert [row["step"] for row in losses] == [1, 3]  # logging_steps=10: the first and the last step
+    assert r.first_loss == losses[0]["loss"] and r.last_loss == losses[1]["loss"] and r.losses_logged == 2
+    assert 0 < r.eval["eval_loss"] < 20 and 0.0 <= r.eval["eval_trigger_recall"] <= 1.0
+    assert r.eval["eval_trigger_ends"] > 0  # thought ends in the 6 held-out problems
+    assert any("eval_loss" in row for row in log)
+    end = next(row for row in log if "train_runtime" in row)
+    assert end["first_step_s"] > 0 and end["steady_s_per_step"] > 0
+    assert r.first_step_s == pytest.approx(end["first_step_s"], abs=1e-3)
+    line = summary(r)
+    assert f"loss {r.first_loss:.3f} -> {r.last_loss:.3f} (2 logged)" in line and "then" in line
+    assert "eval_loss" in line
+    assert list((out / "runs").rglob("events.out.tfevents.*"))  # TensorBoard event files
+
+
+def test_torn_checkpoint_is_skipped_and_changed_settings_refused(tmp_path):
+    out = tmp_path / "lt"
+    run_training(lt_config(out, max_steps=4))
+    assert (out / "checkpoint-4").is_dir() and (out / "checkpoint-2").is_dir()
+    (out / "checkpoint-4" / "trainer_state.json").write_text('{"global_st')  # kill -9 / full disk mid-save
+    with pytest.raises(ThinkcError, match="train.lr: 0.01 -> 0.02"):
+        run_training(lt_config(out, max_steps=4, lr=2e-2))
+    r = run_training(lt_config(out, max_steps=4))
+    assert r.resumed_from.endswith("checkpoint-2") and r.global_step == 4
+    assert json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())["global_step"] == 4
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "llama"])  # tied / untied LM head
+def test_lora_adapter_holds_only_new_rows_and_reloads_with_plain_peft(tmp_path, arch):
+    from peft import AutoPeftModelForCausalLM
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from thinkc.models.tiny import tiny_model
+    from thinkc.models.tokenizer import tiny_tokenizer
+
+    base = tmp_path / "base"
+    tok = tiny_tokenizer(400)
+    shape = {k: v for k, v in TINY.items() if k != "init"}
+    tiny_model(arch, vocab_size=len(tok), seed=0, **shape).save_pretrained(base)
+    tok.save_pretrained(base)
+    cfg = lt_config(tmp_path / "run", model={"name": str(base)}, max_steps=2, lr=5e-2)
+    cfg.lora.enabled, cfg.lora.r, cfg.data.eval_ratio = True, 2, 0.0
+    r = run_training(cfg)
+    adapter = r.final_dir / "adapter"
+    rows = {k: v.shape for k, v in load_file(adapter / "adapter_model.safetensors").items() if "lora_" not in k}
+    from transformers import AutoTokenizer
+
+    new = AutoTokenizer.from_pretrained(adapter).convert_tokens_to_ids(["<w>", "<|c_0|>", "<|c_1|>", "[o]"])
+    assert min(new) >= len(tok)  # added after the base vocabulary
+    assert rows and all(s == (len(new), TINY["hidden_size"]) for s in rows.values()), rows
+    assert any("lm_head" in k for k in rows) == (arch == "llama")  # an untied head learns the new rows too
+    merged = AutoModelForCausalLM.from_pretrained(r.final_dir).eval()
+    peft_model = AutoPeftModelForCausalLM.from_pretrained(adapter).eval()  # resizes from the saved tokenizer
+    ids = torch.tensor([[1, 5, 9, *new, 7]])
+    with torch.no_grad():
+        torch.testing.assert_close(peft_model(ids).logits, merged(ids).logits, atol=1e-5, rtol=1e-4)
