@@ -27,10 +27,12 @@ ALL_FLAGS = [GistFlags(sc, bi, dg) for sc in (False, True) for bi in (False, Tru
 # ---------------------------------------------------------------- layouts (plain functions of a seed,
 # so the CUDA test file can reuse them without hypothesis)
 
-def layout_row(rng: random.Random, n_docs: int = 2, max_thoughts: int = 4, thought_len=(1, 12)) -> tuple[list, list, list]:
+def layout_row(rng: random.Random, n_docs: int = 2, max_thoughts: int = 4, thought_len=(1, 12),
+               prefill_compress: bool = True) -> tuple[list, list, list]:
     """Roles / segs / docs of one row in the LightThinker layout: per document a prompt (plain, or
-    compressed sentences as in `aug`), thoughts + <w> + instruction + n cache tokens + optional [o],
-    maybe an unfinished thought, an answer; trailing padding. Segment ids unique in the row."""
+    compressed sentences as in `aug`: n cache tokens each, template text between), thoughts + <w> +
+    instruction + n cache tokens + optional [o], maybe an unfinished thought, an answer, maybe a
+    recovery segment (recover mode); trailing padding. Segment ids unique in the row."""
     n_cache = rng.randint(1, 4)
     with_output = rng.random() < 0.7  # AnLLM: no [o]
     n_instr = rng.choice([0, 0, 2])
@@ -42,38 +44,50 @@ def layout_row(rng: random.Random, n_docs: int = 2, max_thoughts: int = 4, thoug
         segs.extend([s] * n)
         docs.extend([d] * n)
 
-    def compressed(body_role, n, d):
-        nonlocal seg
-        add(body_role, n, seg, d)
-        if body_role == Role.THOUGHT:
+    for d in range(n_docs):
+        start, closed = len(roles), []
+        if rng.random() < 0.3:  # `aug`: prompt sentences are compressed too (cache tokens only)
+            for _ in range(rng.randint(1, 3)):
+                add(Role.PROMPT, rng.randint(0, 2), -1, d)  # template text
+                add(Role.PROMPT, rng.randint(1, 6), seg, d)
+                add(Role.CACHE if prefill_compress else Role.CACHE_PLAIN, n_cache, seg, d)
+                seg += 1
+        add(Role.PROMPT, rng.randint(1, 8), -1, d)
+        for _ in range(rng.randint(0, max_thoughts)):
+            add(Role.THOUGHT, rng.randint(*thought_len), seg, d)
             add(Role.TRIGGER, 1, seg, d)
             add(Role.INSTR, n_instr, seg, d)
-        add(Role.CACHE, n_cache, seg, d)
-        if with_output:
-            add(Role.OUTPUT, 1, seg, d)
-        seg += 1
-
-    for d in range(n_docs):
-        if rng.random() < 0.3:  # `aug`: prompt sentences are compressed too
-            for _ in range(rng.randint(1, 2)):
-                compressed(Role.PROMPT, rng.randint(1, 6), d)
-        else:
-            add(Role.PROMPT, rng.randint(1, 8), -1, d)
-        for _ in range(rng.randint(0, max_thoughts)):
-            compressed(Role.THOUGHT, rng.randint(*thought_len), d)
+            add(Role.CACHE, n_cache, seg, d)
+            add(Role.OUTPUT, int(with_output), seg, d)
+            closed.append(seg)
+            seg += 1
         if rng.random() < 0.3:  # an unfinished thought (no cache tokens yet: never expires)
             add(Role.THOUGHT, rng.randint(1, 5), seg, d)
             seg += 1
         add(Role.ANSWER, rng.randint(0, 6), -1, d)
+        if not closed:  # plain prefill never closed by a thought: the last prompt block keeps its flags
+            _close_plain_prefill(roles, segs, start)
+        if closed and rng.random() < 0.4:  # recover: <|recover|>, copies of the first k thoughts, EOS
+            add(Role.RECOVER, 1, -1, d)
+            for s in closed[:rng.randint(0, len(closed))]:
+                add(Role.RECOVER, rng.randint(1, 4), s, d)
+            add(Role.RECOVER, 1, -1, d)
     add(Role.PAD, rng.randint(0, 9), -1, -1)
     return roles, segs, docs
 
 
+def _close_plain_prefill(roles: list, segs: list, start: int) -> None:
+    plain = [i for i in range(start, len(roles)) if roles[i] == Role.CACHE_PLAIN]
+    for i in plain:
+        if segs[i] == segs[plain[-1]]:
+            roles[i] = int(Role.CACHE)
+
+
 def layout_meta(seed: int, batch: int = 1, flags: GistFlags = GistFlags(), exclude_continue: bool = False,
-                prefill_compress: bool = False, **kw) -> GistMeta:
+                prefill_compress: bool = True, **kw) -> GistMeta:
     """[B, L] metadata: `batch` random rows, padded to a common length."""
     rng = random.Random(seed)
-    rows = [layout_row(rng, n_docs=rng.randint(1, 3), **kw) for _ in range(batch)]
+    rows = [layout_row(rng, n_docs=rng.randint(1, 3), prefill_compress=prefill_compress, **kw) for _ in range(batch)]
     L = max(len(r[0]) for r in rows)
     fields = []
     for roles, segs, docs in rows:
@@ -81,7 +95,7 @@ def layout_meta(seed: int, batch: int = 1, flags: GistFlags = GistFlags(), exclu
         role = torch.tensor(roles + [int(Role.PAD)] * pad, dtype=torch.int8)
         seg = torch.tensor(segs + [-1] * pad, dtype=torch.int32)
         doc = torch.tensor(docs + [-1] * pad, dtype=torch.int32)
-        exp = compute_expire(role, seg, doc, exclude_continue=exclude_continue, prefill_compress=prefill_compress)
+        exp = compute_expire(role, seg, doc, exclude_continue=exclude_continue)
         fields.append((role, seg, doc, exp))
     return GistMeta(*(torch.stack(t) for t in zip(*fields)), flags)
 
@@ -104,7 +118,7 @@ def scrambled_meta(seed: int, L: int, batch: int = 1, flags: GistFlags = GistFla
         doc = doc[:L]
         role, seg, cur = [], [], 0
         for t in range(L):
-            role.append(int(Role.CACHE) if rng.random() < 0.35 else rng.randint(0, 7))
+            role.append(int(Role.CACHE) if rng.random() < 0.35 else rng.randint(0, max(Role)))
             if rng.random() < 0.2:
                 cur = rng.randint(-1, L - 1)
             seg.append(-1 if rng.random() < 0.1 else cur)
@@ -265,9 +279,9 @@ def sample_from_meta(meta: GistMeta, seed: int) -> GistSample:
     return GistSample(ids, labels, torch.arange(L), meta)
 
 
-def one_sample(seed: int, flags: GistFlags, **expire_flags) -> GistSample:
+def one_sample(seed: int, flags: GistFlags, prefill_compress: bool = True, **expire_flags) -> GistSample:
     rng = random.Random(seed)
-    roles, segs, docs = layout_row(rng, n_docs=1)
+    roles, segs, docs = layout_row(rng, n_docs=1, prefill_compress=prefill_compress)
     keep = [i for i, r in enumerate(roles) if r != int(Role.PAD)]  # a sample has no padding of its own
     role = torch.tensor([roles[i] for i in keep], dtype=torch.int8)
     seg = torch.tensor([segs[i] for i in keep], dtype=torch.int32)
@@ -303,8 +317,7 @@ def test_packed_row_mask_is_block_diagonal(seeds, flags, exclude_continue, prefi
         assert torch.equal(reference_mask(row.meta)[0], want)
         # the packed row's expire is what compute_expire gives on the packed row itself
         assert torch.equal(row.meta.expire, compute_expire(row.meta.role, row.meta.seg, row.meta.doc,
-                                                           exclude_continue=exclude_continue,
-                                                           prefill_compress=prefill_compress))
+                                                           exclude_continue=exclude_continue))
         assert_same(build_gist_block_mask(row.meta, 16), torch_block_mask(row.meta, 16), "packed row")
 
 
@@ -364,6 +377,8 @@ def test_synthetic_layout_and_mask_bench_rows():
 @pytest.mark.parametrize("mode, level, flags", [
     ("aug", "thought", dict(see_current=True, bi_directional=True, exclude_continue=True)),
     ("recover", "token", dict(diagonal=True, prefill_compress=True)),
+    ("recover", "thought", dict(see_current=True, exclude_continue=True, prefill_compress=False, hybrid=True)),
+    ("aug", "token", dict(bi_directional=True, prefill_compress=False, hybrid=True)),
 ])
 def test_real_layouts_packed(tokenizer, mode, level, flags):
     """Samples from the layout builder (synthetic task), packed: op == fallback == create_block_mask."""

@@ -32,6 +32,7 @@ class GistConfig:
     n_cache: int = 9  # cache tokens per block (paper: 9 for Qwen, 7 for Llama)
     step: int = 6  # token level: thinking tokens per block
     use_output_token: bool = True  # False for AnLLM: continue from the last cache token
+    anllm: bool = False  # AnLLM as the original: no trigger, S_i + "\n" + anchor(s), anchors trained
     compress_answer: bool = False  # also segment the answer's paragraphs (all but the last)
     # the new tokens
     trigger: str = "<w>"
@@ -42,14 +43,14 @@ class GistConfig:
     init_text: str = "Summarize the reasoning above into a few compact memory tokens."
     # loss
     train_on_input: bool = False
-    hybrid: bool = False  # recover mode: the recovery segment rebuilds the question too
+    hybrid: bool = False  # aug / recover: one more sample per record rebuilds the prompt sentences
     # attention flags (design.md §3)
     see_current: bool = False
     bi_directional: bool = False
     diagonal: bool = False
     exclude_continue: bool = False
-    prefill_compress: bool = False
-    max_length: int = 4096  # longer samples are dropped by layout.build_samples
+    prefill_compress: bool = True  # aug / recover: the prompt square keeps the sentence-level rule
+    max_length: int = 4096  # longer samples are trimmed to it (recover: recovery fitted into it)
 
     def __post_init__(self):
         self._validate()
@@ -70,7 +71,7 @@ class GistConfig:
 
     @property
     def uses_trigger(self) -> bool:
-        return self.compresses and self.level == "thought"
+        return self.compresses and self.level == "thought" and not self.anllm
 
     def cache_tokens(self) -> list[str]:
         return [self.cache_token_format.format(i=i) for i in range(self.n_cache)]
@@ -83,7 +84,7 @@ class GistConfig:
         out += self.cache_tokens()
         if self.use_output_token:
             out.append(self.output_token)
-        if self.mode == "recover":
+        if self.mode == "recover" or self.hybrid:
             out.append(self.recover_token)
         return out
 
@@ -171,6 +172,10 @@ class GistConfig:
             raise ThinkcError("bi_directional and diagonal exclude each other; set one of them")
         if self.compress_answer and self.level != "thought":
             raise ThinkcError("compress_answer needs level=thought (answer paragraphs are blank-line separated)")
+        if self.hybrid and not self.compresses_prompt:
+            raise ThinkcError(f"hybrid needs mode aug or recover (a compressed prompt to rebuild), got {self.mode!r}")
+        if self.anllm and self.use_output_token:
+            raise ThinkcError("anllm=true has no output token: set use_output_token=false")
         if not self.init_text.strip():
             raise ThinkcError("init_text must not be empty (it initialises the new token embeddings)")
 
@@ -179,7 +184,7 @@ class GistConfig:
 PRESETS: dict[str, dict] = {
     "qwen": {"mode": "aug-wo-pc", "level": "thought", "n_cache": 9, "use_output_token": True},
     "llama": {"mode": "aug-wo-pc", "level": "thought", "n_cache": 7, "use_output_token": True},
-    "anllm": {"mode": "aug-wo-pc", "level": "thought", "n_cache": 1, "use_output_token": False,
+    "anllm": {"mode": "aug-wo-pc", "level": "thought", "n_cache": 1, "use_output_token": False, "anllm": True,
               "cache_token_format": "<|anchor_{i}|>", "see_current": True},
     "token_level": {"mode": "aug-wo-pc", "level": "token", "step": 6, "n_cache": 2, "use_output_token": True},
     "tiny": {"mode": "aug-wo-pc", "level": "thought", "n_cache": 2, "use_output_token": True,

@@ -22,3 +22,13 @@ class GistSample:
 
     def __len__(self) -> int:
         return self.input_ids.numel()
+
+    def prefix(self, n: int) -> "GistSample":
+        """The first n tokens (self when it is no longer): a prefix of a layout is a valid layout,
+        its metadata kept as computed on the whole (a block cut off never closes: its thought's keys
+        never expire inside the prefix). The original LightThinker cuts over-long samples the same way."""
+        if len(self) <= n:
+            return self
+        m = self.meta
+        meta = GistMeta(m.role[:n], m.seg[:n], m.doc[:n], m.expire[:n], m.flags)
+        return GistSample(self.input_ids[:n], self.labels[:n], self.position_ids[:n], meta)
