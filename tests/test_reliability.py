@@ -262,3 +262,8 @@ def test_warning_printer_keeps_token_names(capsys):
     print_warning("gist tokens [o] <w> were never trained; pass --allow-untrained-gist [/]")
     err = capsys.readouterr().err
     assert err.strip() == "warning: gist tokens [o] <w> were never trained; pass --allow-untrained-gist [/]"
+
+
+def test_folder_as_input_is_named(tmp_path, monkeypatch, capsys):
+    code, err = run_main(monkeypatch, capsys, "data", "export", tmp_path, "-o", tmp_path / "o.jsonl")
+    assert code == 2 and one_error_line(err) == f"error: {tmp_path}: is a folder, not a JSONL file"

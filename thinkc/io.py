@@ -158,6 +158,8 @@ def iter_jsonl(path: str | os.PathLike, tolerant: bool = False) -> Iterator[tupl
     not UTF-8 text) raises ThinkcError naming the file and line, or, when `tolerant`, is yielded as
     (line_number, None) so the caller can count and skip it. A UTF-8 byte-order mark is accepted."""
     path = Path(path)
+    if path.is_dir():
+        raise ThinkcError(f"{path}: is a folder, not a JSONL file")
     if not path.is_file():
         raise ThinkcError(f"{path}: no such file")
     with open(path, "rb") as f:
