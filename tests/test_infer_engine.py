@@ -113,3 +113,21 @@ def test_two_process_gloo_equals_one(tmp_path):
 
     assert rows(one) == rows(two) and len(rows(one)) == 7
     assert not list(tmp_path.glob("two.jsonl.shard-*"))  # shards merged and removed
+
+
+def test_compiled_step_equals_eager_step():
+    """The decode step's forward traces as one graph (fullgraph: no host sync or graph break inside,
+    what CUDA-graph capture needs) and gives the eager step's logits. aot_eager keeps CI fast; the
+    GPU path uses the same trace with mode="reduce-overhead"."""
+    rng = random.Random(0)
+    model = tiny_model("qwen2", vocab_size=256, num_hidden_layers=1)
+    prompts = _prompts(rng, [5, 9, 7])
+    policy = LightThinkerPolicy(spec_for(256))
+    kw = dict(max_new_tokens=12, force_compress={i: {3, 8} for i in range(3)}, record_logits=True)
+    eager = decode(model, prompts, policy, **kw)
+    compiled = decode(model, prompts, policy, compile="aot_eager", **kw)
+    for a, b in zip(eager, compiled):
+        assert a.tokens == b.tokens and a.compressions == b.compressions == 2
+        for (i, la), (j, lb) in zip(a.logits, b.logits):
+            assert i == j
+            torch.testing.assert_close(la, lb, atol=1e-5, rtol=0)

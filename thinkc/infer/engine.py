@@ -35,7 +35,8 @@ from thinkc.ops.compact import ranges_from_keep_mask
 
 class DecodeEngine:
     def __init__(self, model, policy, *, slots: int, max_prompt: int, max_new_tokens: int, eos_ids=(),
-                 sampling: SamplingConfig = SamplingConfig(), prefill_chunk: int = 512, record: bool = False):
+                 sampling: SamplingConfig = SamplingConfig(), prefill_chunk: int = 512, record: bool = False,
+                 compile: bool | str = False, kv_bucket: int = 256):
         self.model, self.policy, self.B = model, policy, int(slots)
         self.base = model.get_decoder() if hasattr(model, "get_decoder") else model.model
         self.head = model.get_output_embeddings()
@@ -61,6 +62,34 @@ class DecodeEngine:
         self.W = 1  # width of the next decode step
         self.sink = None
         self.steps = 0
+        self._feed_host = [0] * self.B
+        self._live_count = 0
+        self.kv_bucket = int(kv_bucket)
+        self._compiled = self._compile(None if compile is True else compile) if compile else None
+
+    def _compile(self, backend: str | None):
+        """The decode step's model forward under torch.compile: CUDA graphs (mode "reduce-overhead") on
+        GPU, inductor on CPU. Shapes are static per (step width, key bucket): keys are attended up to
+        the next multiple of kv_bucket (empty slots are masked by the rule), and the cache buffers
+        have fixed addresses (marked static) so a captured graph writes into them in place. `fullgraph`:
+        the forward has no graph break (no host sync inside). `backend` (tests): e.g. "aot_eager"."""
+        import torch._dynamo
+
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        if self.policy.needs_attention:
+            return None  # H2O's score sink is Python state: that policy runs the eager step
+        for buf in self.cache.buffers():
+            torch._dynamo.mark_static_address(buf)
+        if backend is not None:
+            return torch.compile(self._model_forward, backend=backend, dynamic=False, fullgraph=True)
+        mode = "reduce-overhead" if self.device.type == "cuda" else None
+        return torch.compile(self._model_forward, mode=mode, dynamic=False, fullgraph=True)
+
+    def _model_forward(self, tokens, pos, mask, last):
+        out = self.base(input_ids=tokens, position_ids=pos, attention_mask=mask, use_cache=True,
+                        **{self.cache_kw: self.cache})
+        b = torch.arange(last.shape[0], device=last.device)
+        return self.head(out.last_hidden_state[b, last]).float()
 
     # ---- host scheduler ----------------------------------------------------------------------
     def run(self, prompts: list[list[int]], indices: list[int] | None = None, force=None,
@@ -176,8 +205,10 @@ class DecodeEngine:
     def _decode_step(self) -> int:
         """One step of every slot: feed, forward, choose, decide. Returns the rows that produced a token."""
         W, R = self.W, self.rows
-        self._ensure(self.hi + W)
         kv_len = self.hi + W
+        if self._compiled is not None:  # static key length per bucket (graph capture)
+            kv_len = -(-kv_len // self.kv_bucket) * self.kv_bucket
+        self._ensure(kv_len)
         index = self.cache.lengths.long()[:, None] + torch.arange(W, device=self.device)[None, :]
         q = step_queries(R, W)
         last = (R.feed_n - 1).clamp(min=0)
@@ -201,9 +232,9 @@ class DecodeEngine:
         if self.sink is not None:
             self.sink.start((q["doc"] >= 0).float())
         self.cache.set_write(r, index, kv_len)
+        fwd = self._compiled if (self._compiled is not None and r is None) else self._model_forward
         try:
-            out = self.base(input_ids=q["token"], position_ids=q["pos"], attention_mask=additive(vis, self.dtype),
-                            use_cache=True, **{self.cache_kw: self.cache})
+            logits = fwd(q["token"], q["pos"], additive(vis, self.dtype), last)
         finally:
             self.cache.clear_write()
         if self.sink is not None:
@@ -212,7 +243,6 @@ class DecodeEngine:
             else:
                 self.slots.score[r, :kv_len] += self.sink.acc
         b = torch.arange(last.shape[0], device=self.device)
-        logits = self.head(out.last_hidden_state[b, last]).float()
         if self.record and r is None:
             for s in range(self.B):
                 if self.owner[s] is not None and self._feed_host[s] > 0:
