@@ -123,6 +123,37 @@ def test_full_disk_names_the_path_and_keeps_the_old_file(tmp_path, monkeypatch, 
     assert path.read_text() == "old\n" and os.listdir(tmp_path) == ["o.jsonl"]
 
 
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A 64 KiB tmpfs (root only): a real full disk, and a real read-only file system."""
+    import subprocess
+
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if not ROOT or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+                                  capture_output=True).returncode:
+        pytest.skip("needs root and tmpfs mounts")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_real_full_disk_and_read_only_mount(tiny_tmpfs):
+    import subprocess
+
+    path = tiny_tmpfs / "o.jsonl"
+    write_jsonl(path, [{"x": 1}])
+    with pytest.raises(ThinkcError, match=f"^{path}: No space left on device; nothing was written"):
+        write_jsonl(path, [{"x": "y" * 1000}] * 200)
+    assert path.read_text() == '{"x": 1}\n' and os.listdir(tiny_tmpfs) == ["o.jsonl"]
+    subprocess.run(["mount", "-o", "remount,ro", str(tiny_tmpfs)], check=True)
+    with pytest.raises(ThinkcError, match=f"^{path}: read-only file system$"):
+        write_jsonl(path, [{"x": 2}])
+    with pytest.raises(ThinkcError, match=f"^{tiny_tmpfs / 'new.jsonl'}: Read-only file system$"):
+        write_jsonl(tiny_tmpfs / "new.jsonl", [{"x": 2}])
+
+
 # --- readers: encodings and fake files ------------------------------------------------------
 
 def test_latin1_line_is_named(tmp_path):

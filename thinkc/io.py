@@ -30,24 +30,24 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
     path = Path(path)
     target = _write_target(path)
     fd, tmp = _temp_beside(path, target)
+    f = os.fdopen(fd, mode, encoding=None if "b" in mode else encoding)
     try:
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
-            try:
-                yield f
-            except OSError as e:  # the caller's write hit a full disk: name the output, not the temp file
-                if e.filename is None and e.errno in _DEVICE_ERRNOS:
-                    raise _write_error(path, e) from None
-                raise
-            try:
-                f.flush()
-                os.fsync(f.fileno())
-            except OSError as e:
-                raise _write_error(path, e) from None
         try:
+            yield f
+        except OSError as e:  # the caller's write hit a full disk: name the output, not the temp file
+            if e.filename is None and e.errno in _DEVICE_ERRNOS:
+                raise _write_error(path, e) from None
+            raise
+        try:
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
             os.replace(tmp, target)
         except OSError as e:
             raise _write_error(path, e) from None
     except BaseException:
+        with contextlib.suppress(OSError):
+            f.close()  # closes the descriptor even when flushing what is left fails (disk full)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
@@ -70,7 +70,8 @@ def _write_target(path: Path) -> Path:
                 else "device")
         raise ThinkcError(f"{path}: is a {kind}, not a regular file; thinkc writes only regular files")
     if not os.access(target, os.W_OK):
-        raise ThinkcError(f"{path}: permission denied (the file is read-only)")
+        ro_fs = bool(os.statvfs(target.parent).f_flag & os.ST_RDONLY)
+        raise ThinkcError(f"{path}: " + ("read-only file system" if ro_fs else "permission denied (the file is read-only)"))
     return target
 
 
@@ -113,9 +114,9 @@ def _umask() -> int:
 
 def _write_error(path: Path, e: OSError) -> ThinkcError:
     what = e.strerror or str(e)
-    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        what += " (cannot write in its folder)" if e.errno != errno.EROFS else ""
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+    if e.errno in (errno.EACCES, errno.EPERM):
+        what += " (cannot write in its folder)"
+    elif e.errno in (errno.ENOSPC, errno.EDQUOT):
         what += "; nothing was written, the old file (if any) is unchanged"
     return ThinkcError(f"{path}: {what}")
 
