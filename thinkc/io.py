@@ -71,7 +71,8 @@ def _write_target(path: Path) -> Path:
         raise ThinkcError(f"{path}: is a {kind}, not a regular file; thinkc writes only regular files")
     if not os.access(target, os.W_OK):
         ro_fs = bool(os.statvfs(target.parent).f_flag & os.ST_RDONLY)
-        raise ThinkcError(f"{path}: " + ("read-only file system" if ro_fs else "permission denied (the file is read-only)"))
+        why = "read-only file system" if ro_fs else "permission denied (the file is read-only)"
+        raise ThinkcError(f"{path}: {why}")
     return target
 
 
