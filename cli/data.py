@@ -18,11 +18,15 @@ def synth(
     test_output: Optional[Path] = typer.Option(None, help="Test records JSONL (default: <output stem>.test.jsonl)."),
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same records."),
     min_steps: int = typer.Option(3, help="Fewest arithmetic operations per problem."),
-    max_steps: int = typer.Option(6, help="Most arithmetic operations per problem."),
+    max_steps: int = typer.Option(4, help="Most arithmetic operations per problem."),
     filler: float = typer.Option(0.4, help="Share of filler thoughts (re-checks, 'Wait,', 'Hmm') in [0, 1)."),
-    max_value: int = typer.Option(100, help="Largest starting amount and operand."),
+    max_value: Optional[int] = typer.Option(None, help="Largest starting amount and +/- operand "
+                                                       "(default: 99 for r1, 100 for short)."),
+    style: str = typer.Option("r1", help="r1: every step worked out column by column (40-200-token thoughts); "
+                                         "short: one sentence per step."),
 ):
-    """Write the synthetic multi-step arithmetic set (R1-style thinking, \\boxed{} answers)."""
+    """Write the synthetic multi-step arithmetic set (R1-style thinking, \\boxed{} answers). The
+    defaults are the task the shipped tiny checkpoints were trained on."""
     from rich.console import Console
 
     from thinkc.data.schema import write_records
@@ -34,7 +38,7 @@ def synth(
     try:
         with console.status(f"synthesising {n + n_test:,} records"):
             train, test = synth_splits(n, n_test, seed, min_steps=min_steps, max_steps=max_steps, filler=filler,
-                                       max_value=max_value)
+                                       max_value=max_value, style=style)
     except ValueError as e:
         raise ThinkcError(str(e)) from None
     test_path = test_output or output.with_name(output.name.removesuffix(".jsonl") + ".test.jsonl")
@@ -52,10 +56,11 @@ def synth(
 def import_(
     input: Path = typer.Argument(..., help="Source file: JSONL, JSON array or Parquet."),
     output: Path = typer.Option(..., "--output", "-o", help="thinkc records JSONL to write."),
-    format: str = typer.Option("auto", "--format", "-f", help="auto | stratos | openr1 | messages | thinkc."),
+    format: str = typer.Option("auto", "--format", "-f", help="auto | stratos | openr1 | messages | alpaca | thinkc."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip bad rows (and say how many) instead of stopping."),
 ):
-    """Convert Bespoke-Stratos, OpenR1-Math or chat-messages data to thinkc records."""
+    """Convert Bespoke-Stratos, OpenR1-Math, chat-messages or Alpaca data (including what `thinkc data
+    export` writes, id and meta kept) to thinkc records."""
     from rich.console import Console
 
     from thinkc.data.importers import import_file
@@ -77,10 +82,11 @@ def export(
                                    help="Append '\\n<ratio>R</ratio>' to each prompt, R = the record's CTS keep ratio (1 if none)."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip invalid records instead of stopping."),
 ):
-    """Export records for a trainer: <think>thinking</think> then the answer as the assistant turn."""
+    """Export records for a trainer: <think>thinking</think> then the answer as the assistant turn.
+    Also writes LLaMA-Factory's dataset_info.json entry for the file beside it."""
     from rich.console import Console
 
-    from thinkc.data.exporters import export_alpaca, export_messages
+    from thinkc.data.exporters import export_alpaca, export_messages, write_dataset_info
     from thinkc.data.schema import read_records_with_skips
     from thinkc.errors import ThinkcError
     from thinkc.io import refuse_input_as_output
@@ -91,7 +97,9 @@ def export(
     refuse_input_as_output(output, [input])
     records, skipped = read_records_with_skips(input, skip_invalid)
     n = writers[format](records, output, ratio_tag=ratio_tag)
-    Console(soft_wrap=True).print(f"exported {n:,} records ({format}) to {output}" + (f", skipped {skipped:,} invalid" if skip_invalid else ""))
+    info = write_dataset_info(output, format)
+    Console(soft_wrap=True).print(f"exported {n:,} records ({format}) to {output}" + (f", skipped {skipped:,} invalid" if skip_invalid else "")
+                                  + f"; LLaMA-Factory entry in {info}", highlight=False)
 
 
 @app.command()

@@ -103,7 +103,8 @@ def test_export_alpaca_and_ratio_tag(tmp_path):
     export_alpaca(RECS, tmp_path / "a.json", ratio_tag=True)
     rows = json.loads((tmp_path / "a.json").read_text())
     assert rows[0] == {"instruction": "What is 2 + 2?\n<ratio>0.7</ratio>", "input": "",
-                       "output": "<think>\n2 + 2 = 4.\n\nHmm, yes.\n</think>\n\n\\boxed{4}", "system": "Be brief."}
+                       "output": "<think>\n2 + 2 = 4.\n\nHmm, yes.\n</think>\n\n\\boxed{4}", "system": "Be brief.",
+                       "id": "a", "meta": {"cts": {"ratio": 0.7}}}
     assert rows[1]["instruction"].endswith("\n<ratio>1</ratio>") and "system" not in rows[1]
     export_messages(RECS, tmp_path / "m.jsonl", ratio_tag=True)
     first = json.loads((tmp_path / "m.jsonl").read_text().splitlines()[0])

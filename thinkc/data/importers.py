@@ -8,7 +8,12 @@
             the first generation that math-verify marked correct (else the first complete one)
   messages  chat JSONL: {"messages": [{"role": "system"|"user"|"assistant", "content"}]}, the
             assistant content holding <think>…</think> then the answer
+  alpaca    Alpaca JSON (what `thinkc data export --format alpaca` writes, LLaMA-Factory "alpaca"):
+            {"instruction", "input", "output": "<think>…</think> answer", "system"?, "id"?, "meta"?}
   thinkc    our own records (id, question, thinking, answer[, system, meta])
+
+`data import` reads back both `data export` formats (messages, alpaca) with id and meta; a
+"\n<ratio>R</ratio>" tag the export appended is removed again when R is the meta's CTS ratio.
 
 Input: JSONL, a JSON array, or Parquet (the format the Hub serves these sets in). Records without
 an id get "<file stem>-<line>". A bad row raises ThinkcError "file:line: reason"; with
@@ -21,11 +26,12 @@ import re
 from pathlib import Path
 from typing import Iterator
 
+from thinkc.data.exporters import strip_ratio_tag
 from thinkc.data.schema import Record
 from thinkc.errors import ThinkcError
 from thinkc.io import decode_utf8, iter_jsonl_lines, read_parquet
 
-FORMATS = ("auto", "stratos", "openr1", "messages", "thinkc")
+FORMATS = ("auto", "stratos", "openr1", "messages", "alpaca", "thinkc")
 
 _STRATOS = re.compile(r"<\|begin_of_thought\|>(.*?)<\|end_of_thought\|>\s*"
                       r"<\|begin_of_solution\|>(.*?)(?:<\|end_of_solution\|>|$)", re.S)
@@ -105,18 +111,40 @@ def _pick_generation(obj: dict, gens: list) -> str | None:
     raise ValueError("no complete generation (is_reasoning_complete is false for all)")
 
 
+def _meta(obj: dict) -> dict:
+    meta = obj.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise ValueError(f"field 'meta' must be an object, got {type(meta).__name__}")
+    return meta
+
+
 def from_messages(obj: dict, default_id: str) -> Record:
     turns = _turns(obj.get("messages"), "role", "content")
     thinking, answer = split_think(turns["assistant"])
-    return Record.from_dict({"id": _id(obj, default_id), "question": turns["user"].strip(), "thinking": thinking,
-                             "answer": answer, "system": turns.get("system"), "meta": obj.get("meta") or {}})
+    meta = _meta(obj)
+    return Record.from_dict({"id": _id(obj, default_id), "question": strip_ratio_tag(turns["user"].strip(), meta),
+                             "thinking": thinking, "answer": answer, "system": turns.get("system"), "meta": meta})
+
+
+def from_alpaca(obj: dict, default_id: str) -> Record:
+    for key in ("instruction", "output"):
+        if not isinstance(obj.get(key), str):
+            raise ValueError(f"missing string field {key!r}")
+    extra = obj.get("input") or ""
+    question = obj["instruction"].strip() + (f"\n\n{extra.strip()}" if str(extra).strip() else "")
+    thinking, answer = split_think(obj["output"])
+    meta = _meta(obj)
+    return Record.from_dict({"id": _id(obj, default_id), "question": strip_ratio_tag(question, meta),
+                             "thinking": thinking, "answer": answer, "system": obj.get("system") or None,
+                             "meta": meta})
 
 
 def from_thinkc(obj: dict, default_id: str) -> Record:
     return Record.from_dict(obj)
 
 
-CONVERTERS = {"stratos": from_stratos, "openr1": from_openr1, "messages": from_messages, "thinkc": from_thinkc}
+CONVERTERS = {"stratos": from_stratos, "openr1": from_openr1, "messages": from_messages, "alpaca": from_alpaca,
+              "thinkc": from_thinkc}
 
 
 def detect_format(obj: dict) -> str:
@@ -128,6 +156,8 @@ def detect_format(obj: dict) -> str:
         return "messages"
     if {"question", "thinking", "answer"} <= set(obj):
         return "thinkc"
+    if {"instruction", "output"} <= set(obj):
+        return "alpaca"
     raise ValueError(f"unknown layout (keys: {', '.join(sorted(obj)[:8])}); pass --format")
 
 
