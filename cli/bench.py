@@ -97,19 +97,37 @@ def compact(batch: int = typer.Option(8, help="Rows."), layers: int = typer.Opti
 
 
 @app.command()
-def decode(model: str = typer.Option("smollm2", help="Model: local folder, smollm2, tiny-lightthinker, or 'random-7b' (GPU)."),
-           methods: List[str] = typer.Option(["vanilla", "lightthinker", "h2o"], "--method", help="Cache policies."),
+def decode(model: str = typer.Option("smollm2", help="Model: local folder, smollm2, tiny-lightthinker, tiny-sft, "
+                                                     "'tiny' (random tiny) or 'random-7b' (GPU)."),
+           methods: List[str] = typer.Option(["vanilla", "lightthinker", "h2o"], "--method", help="thinkc cache policies."),
+           baselines: Optional[List[str]] = typer.Option(None, "--baseline", help="hf-dynamic, hf-static, forward-loop "
+                                                         "(default: all on CUDA; hf-dynamic and forward-loop on CPU)."),
            batch_sizes: List[int] = typer.Option([1, 8], "--batch-size", "-b", help="Batch sizes."),
-           max_new_tokens: int = typer.Option(256, help="Tokens generated per row."),
-           compress_every: int = typer.Option(64, help="Forced compression period for lightthinker (tokens)."),
+           max_new_tokens: int = typer.Option(256, "--new-tokens", "--max-new-tokens", min=1,
+                                              help="Tokens generated per row (up to 4k: the long-generation regime)."),
+           prompt_len: int = typer.Option(128, min=1, help="Prompt tokens (random prompts)."),
+           prompts: str = typer.Option("random", help="random | synth (the synthetic task's test questions)."),
+           compress_every: int = typer.Option(64, min=0, help="Forced compression period for lightthinker on models "
+                                                            "not trained for gists (0: none)."),
+           compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="Also time the compiled step "
+                                                  "(CUDA graphs; default: on CUDA)."),
+           repeats: int = typer.Option(1, min=1, help="Timed repeats, entry order rotated (median is reported)."),
            device: Optional[str] = DEVICE,
            json: Optional[Path] = typer.Option(None, help="Where to write the JSON results.")):
-    """Batched decode tokens/s and peak KV: vanilla vs lightthinker vs h2o."""
-    from thinkc.bench.decode import run_decode_bench
+    """Decode tokens/s side by side: thinkc (vanilla, lightthinker, h2o) vs HF generate (dynamic, static),
+    the raw forward-loop floor and the bandwidth roofline (CUDA)."""
+    from thinkc.bench.decode import BASELINES, run_decode_bench
 
+    if prompts not in ("random", "synth"):
+        raise ThinkcError(f"--prompts {prompts!r}: choose random or synth")
+    bad = [b for b in baselines or () if b not in BASELINES]
+    if bad:
+        raise ThinkcError(f"--baseline {bad[0]!r}: choose from {', '.join(BASELINES)}")
     dev = _device(device)
     rows = run_decode_bench(model, methods=tuple(methods), batch_sizes=tuple(batch_sizes),
-                            max_new_tokens=max_new_tokens, compress_every=compress_every, device=dev)
+                            max_new_tokens=max_new_tokens, compress_every=compress_every, device=dev,
+                            prompt_len=prompt_len, baselines=baselines, prompts=prompts, repeats=repeats,
+                            compile=compile)
     _finish("decode", dev, rows, json)
 
 

@@ -1,40 +1,42 @@
-"""Batched decode throughput and peak KV of the cache policies, side by side in one run.
+"""Decode throughput side by side in one run (`thinkc bench decode`): thinkc's engine with each
+cache policy (eager, and with the compiled / CUDA-graph step), HF `generate` (dynamic and static
+cache), the raw forward-loop floor, and the bandwidth roofline on CUDA. Same model, same prompts,
+greedy, no EOS (every row generates exactly `max_new_tokens`); each entry is warmed up with the
+exact shapes it is timed with, the entry order rotates between repeats, medians are reported.
 
-Prompts are random token ids (same for every method), decoding is greedy with no EOS so every row
-generates exactly `max_new_tokens`. LightThinker compressions are forced every `compress_every`
-tokens with gist ids taken from the model's existing vocabulary: on a model not trained for gists
-(SmolLM2) this measures the mechanics (extra gist-block tokens, compaction, smaller cache), not
-answer quality."""
+Prompts: "random" token ids of `prompt_len` (LightThinker compressions forced every
+`compress_every` tokens with gist ids from the top of the vocabulary: on a model not trained for
+gists this measures the mechanics), or "synth": the synthetic task's test questions in the
+model's prompt layout (a trained gist model then compresses where it emits `<w>`)."""
 from __future__ import annotations
 
+import statistics
 import time
 
 import torch
 
 from thinkc.bench.common import sync
+from thinkc.bench.decode_baselines import device_bandwidth, forward_loop, hf_generate, roofline_tokens_per_s
 from thinkc.gist.rule import GistFlags
 from thinkc.infer.policies import GistSpec, make_policy
-from thinkc.infer.sampling import SamplingConfig
 
 RANDOM_7B = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
                  num_key_value_heads=4, vocab_size=152064)  # Qwen2.5-7B shapes
+BASELINES = ("hf-dynamic", "hf-static", "forward-loop")
 
 
 def _load(model, device: str):
     if not isinstance(model, str):
-        return model, str(getattr(model.config, "_name_or_path", "") or type(model).__name__)
-    if model == "random-7b":
+        return model, str(getattr(model.config, "_name_or_path", "") or type(model).__name__), None
+    if model in ("random-7b", "tiny", "tiny-random"):
         from thinkc.models.tiny import tiny_model
 
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-        return tiny_model("qwen2", **RANDOM_7B, dtype=dtype).to(device), model
-    if model in ("tiny", "tiny-random"):
-        from thinkc.models.tiny import tiny_model
+        kw = RANDOM_7B if model == "random-7b" else {}
+        return tiny_model("qwen2", **kw, dtype=dtype).to(device), model, None
+    from thinkc.models.loading import load_model, load_tokenizer
 
-        return tiny_model("qwen2").to(device), model
-    from thinkc.models.loading import load_model
-
-    return load_model(model, device=device), model
+    return load_model(model, device=device), model, load_tokenizer(model)
 
 
 def bench_spec(vocab_size: int, n_cache: int = 9) -> GistSpec:
@@ -44,39 +46,119 @@ def bench_spec(vocab_size: int, n_cache: int = 9) -> GistSpec:
                     level="thought", flags=GistFlags())
 
 
-def run_decode_bench(model="smollm2", methods=("vanilla", "lightthinker", "h2o"), batch_sizes=(1, 8),
-                     max_new_tokens: int = 256, compress_every: int = 64, device: str = "cpu",
-                     prompt_len: int = 128, h2o_budget: int | None = None, n_cache: int = 9,
-                     seed: int = 0) -> list[dict]:
-    """One row per (method, batch size): tokens/s (generated tokens of all rows / wall seconds),
-    peak KV (largest cache length of any row, transient gist block included), final KV, compressions.
-    `h2o_budget` defaults to half of prompt + generated tokens so that eviction really happens."""
+def _gist_spec(model_name, tokenizer, vocab: int, n_cache: int) -> tuple[GistSpec, bool]:
+    """The model's own gist spec when it has one (trained: no forcing needed), else bench ids."""
+    if tokenizer is not None and isinstance(model_name, str):
+        from thinkc.infer.run import resolve_gist_config
+        from thinkc.models.loading import resolve_model
+
+        cfg = resolve_gist_config(resolve_model(model_name), None)
+        if cfg is not None and cfg.compresses:
+            return GistSpec.from_config(cfg, tokenizer), True
+    return bench_spec(vocab, n_cache), False
+
+
+def _prompts(kind: str, n: int, prompt_len: int, tokenizer, model_name, top: int, seed: int) -> list[list[int]]:
+    if kind == "random":
+        g = torch.Generator().manual_seed(seed)
+        return torch.randint(0, top, (n, prompt_len), generator=g).tolist()
+    if tokenizer is None:
+        raise ValueError("--prompts synth needs a model with a tokenizer (a checkpoint, not a random model)")
+    from thinkc.data.synth import synth_splits
+    from thinkc.gist.config import GistConfig
+    from thinkc.gist.layout import build_prompt
+    from thinkc.infer.run import resolve_gist_config
+    from thinkc.models.loading import resolve_model
+
+    cfg = resolve_gist_config(resolve_model(model_name), None) or GistConfig(mode="normal")
+    _, test = synth_splits(1, n, seed=seed)
+    return [build_prompt(r.to_dict(), tokenizer, cfg) for r in test]
+
+
+def _thinkc_runner(model, prompts, method, spec, trained, new, compress_every, budget, compile):
     from thinkc.infer.loop import decode
 
-    model, label = _load(model, device)
-    vocab = model.get_input_embeddings().weight.shape[0]
-    spec = bench_spec(vocab, n_cache)
+    policy = make_policy(method, spec=spec, budget=budget)
+    force = compress_every if (method in ("lightthinker", "anllm") and not trained and compress_every) else None
+
+    def run():
+        res = decode(model, prompts, policy, max_new_tokens=new, force_compress=force, compile=compile)
+        return (sum(len(r.tokens) for r in res), max(r.peak_kv for r in res), max(r.kv_trace[-1] for r in res),
+                max(r.compressions for r in res))
+    return run
+
+
+def _entries(model, prompts, methods, baselines, spec, trained, new, compress_every, budget, device, compile_too):
+    entries = {}
+    for m in methods:
+        entries[f"thinkc {m}"] = _thinkc_runner(model, prompts, m, spec, trained, new, compress_every, budget, False)
+        if compile_too and m != "h2o":
+            entries[f"thinkc {m} (graphs)"] = _thinkc_runner(model, prompts, m, spec, trained, new, compress_every,
+                                                            budget, True)
+    for b in baselines:
+        if b == "forward-loop" and len({len(p) for p in prompts}) != 1:
+            continue
+        fn = {"hf-dynamic": lambda: hf_generate(model, prompts, new),
+              "hf-static": lambda: hf_generate(model, prompts, new, static=True),
+              "forward-loop": lambda: forward_loop(model, prompts, new)}[b]
+        entries[b] = (lambda f=fn: (*f(), None, 0))
+    return entries
+
+
+def run_decode_bench(model="smollm2", methods=("vanilla", "lightthinker", "h2o"), batch_sizes=(1, 8),
+                     max_new_tokens: int = 256, compress_every: int = 64, device: str = "cpu",
+                     prompt_len: int = 128, h2o_budget: int | None = None, n_cache: int = 9, seed: int = 0,
+                     baselines=None, prompts: str = "random", repeats: int = 1, compile: bool | None = None) -> list[dict]:
+    """One row per (entry, batch size): tokens/s (generated tokens of all rows / wall seconds, median
+    over repeats), peak KV (largest cache length of any row, transient gist block included), final
+    KV, compressions, and on CUDA the share of the bandwidth roofline. `h2o_budget` defaults to half
+    of prompt + generated tokens so that eviction really happens. `compile` (default: on CUDA) adds
+    the compiled step of each thinkc method; `baselines` default: all on CUDA, hf-dynamic and the
+    forward loop on CPU (static-cache generate is only compiled by transformers on CUDA)."""
+    model_obj, label, tok = _load(model, device)
+    vocab = model_obj.get_input_embeddings().weight.shape[0]
+    spec, trained = _gist_spec(model, tok, vocab, n_cache)
     budget = h2o_budget or (prompt_len + max_new_tokens) // 2
-    g = torch.Generator().manual_seed(seed)
+    cuda = device.startswith("cuda")
+    baselines = tuple(BASELINES if cuda else ("hf-dynamic", "forward-loop")) if baselines is None else tuple(baselines)
+    compile_too = cuda if compile is None else compile
+    bandwidth = device_bandwidth(device)
     rows = []
     for bs in batch_sizes:
-        prompts = torch.randint(0, spec.trigger_id, (bs, prompt_len), generator=g).tolist()
-        for method in methods:
-            policy = make_policy(method, spec=spec, budget=budget) if method != "sepllm" else None
-            if policy is None:
-                raise ValueError("sepllm needs a tokenizer; bench it through `thinkc infer`")
-            force = (lambda idx, n: n % compress_every == 0) if method in ("lightthinker", "anllm") else None
-            decode(model, [p[:8] for p in prompts], policy, max_new_tokens=4, force_compress=force)  # warm-up
-            sync(device)
+        ps = _prompts(prompts, bs, prompt_len, tok, model, spec.trigger_id or vocab - 16, seed)
+        entries = _entries(model_obj, ps, methods, baselines, spec, trained, max_new_tokens, compress_every,
+                           budget, device, compile_too)
+        rows += _time_entries(entries, repeats, device, dict(model=label, batch=bs, prompt_len=max(map(len, ps)),
+                                                             new_tokens=max_new_tokens, prompts=prompts))
+        roof = roofline_tokens_per_s(model_obj, bs, bandwidth)
+        for r in rows[-len(entries):]:
+            r["roofline_share"] = round(r["tokens_per_s"] / roof, 3) if roof else None
+            r["budget"] = budget if r["method"] == "thinkc h2o" else None
+        if roof:
+            rows.append({**rows[-1], "method": "roofline (weights / bandwidth)", "tokens_per_s": roof, "wall_s": None,
+                         "peak_kv": None, "final_kv": None, "compressions": None, "roofline_share": 1.0,
+                         "budget": None})
+    return rows
+
+
+def _time_entries(entries: dict, repeats: int, device: str, common: dict) -> list[dict]:
+    names = list(entries)
+    for name in names:  # warm-up with the exact shapes timed (compiled entries capture here)
+        entries[name]()
+    sync(device)
+    times = {n: [] for n in names}
+    out = {}
+    for rep in range(max(1, repeats)):
+        k = rep % len(names)
+        for name in names[k:] + names[:k]:  # rotate the order
             t0 = time.perf_counter()
-            res = decode(model, prompts, policy, max_new_tokens=max_new_tokens, force_compress=force,
-                         sampling=SamplingConfig())
+            out[name] = entries[name]()
             sync(device)
-            wall = time.perf_counter() - t0
-            n_tok = sum(len(r.tokens) for r in res)
-            rows.append({"model": label, "method": method, "batch": bs, "prompt_len": prompt_len,
-                         "new_tokens": max_new_tokens, "tokens_per_s": n_tok / wall, "wall_s": wall,
-                         "peak_kv": max(r.peak_kv for r in res), "final_kv": max(r.kv_trace[-1] for r in res),
-                         "compressions": max(r.compressions for r in res),
-                         "budget": budget if method == "h2o" else None})
+            times[name].append(time.perf_counter() - t0)
+    rows = []
+    for name in names:
+        n_tok, peak, final, comp = out[name]
+        wall = statistics.median(times[name])
+        rows.append({**common, "method": name, "tokens_per_s": n_tok / wall, "wall_s": wall, "peak_kv": peak,
+                     "final_kv": final, "compressions": comp})
     return rows
