@@ -112,3 +112,15 @@ def test_infer_reads_gist_config_saved_with_model(model_dir, records, tmp_path):
         assert "<|anchor_0|>" not in rows[0]["text"]  # gist tokens are special: not in the text
     finally:
         (model_dir / "gist_config.json").unlink()
+
+
+def test_infer_compresses_the_prompt_for_aug_models(model_dir, records, tmp_path):
+    """A gist config that compresses the prompt (aug) decodes: the prompt's sentence blocks are fed
+    and its sentences leave the cache (the first kept count is below the prompt length)."""
+    cfg = tmp_path / "aug.json"
+    cfg.write_text(json.dumps({"mode": "aug", "level": "thought", "n_cache": 2, "use_output_token": True}))
+    out = tmp_path / "aug.jsonl"
+    invoke("--input", records, "--output", out, "--method", "lightthinker", "--model", model_dir,
+           "--gist-config", cfg, "--max-new-tokens", 8, "--compress-every", 4, "--device", "cpu")
+    for row in read(out):
+        assert row["metrics"]["kv_trace"][0] < row["prompt_tokens"]

@@ -94,12 +94,16 @@ class DecodeEngine:
     # ---- host scheduler ----------------------------------------------------------------------
     def run(self, prompts: list[list[int]], indices: list[int] | None = None, force=None,
             on_step: Callable[[int], None] | None = None,
-            on_result: Callable[[DecodeResult], None] | None = None) -> list[DecodeResult]:
-        """Decode every prompt; results in input order. `force`: forced compressions (see force_table)."""
+            on_result: Callable[[DecodeResult], None] | None = None, prompt_meta=None) -> list[DecodeResult]:
+        """Decode every prompt; results in input order. `force`: forced compressions (see force_table).
+        `prompt_meta`: per prompt None or the GistMeta of a compressed prompt (aug / recover layouts:
+        sentences with their cache blocks, thinkc.gist.layout.build_prompt_sample); its roles,
+        segments and expiry are fed as they are, so the prompt is attended as in training."""
         if not prompts or any(len(p) == 0 for p in prompts):
             raise ValueError("decode needs non-empty prompts")
         indices = list(range(len(prompts))) if indices is None else list(indices)
         self._prompts, self._indices, self._force = prompts, indices, force
+        self._pmeta = list(prompt_meta) if prompt_meta is not None else [None] * len(prompts)
         self._out: dict[int, DecodeResult] = {}
         self._meta: dict[int, dict] = {}
         queue = deque(range(len(prompts)))
@@ -136,7 +140,9 @@ class DecodeEngine:
             self.owner[s] = i
             self._meta[s] = {"t0": now, "gen": make_generator(self.sampling, self._indices[i]), "aug": [],
                              "logits": []}
-        logits = self._prefill(r, prompts)
+        metas = [self._pmeta[i] for i in items]
+        logits = self._prefill(r, prompts, metas)
+        self.rows.seg[r] = torch.tensor([int(m.seg.max()) + 1 if m is not None else 0 for m in metas], device=dev)
         self.rows.next_pos[r] = lens
         self.rows.peak[r] = lens
         live = torch.zeros(self.B, dtype=torch.bool, device=dev)
@@ -148,7 +154,8 @@ class DecodeEngine:
                 self._meta[s]["logits"].append((L - 1, full[s].cpu().clone()))
         vis_count = torch.zeros(self.B, dtype=torch.long, device=dev)
         vis_count[r] = lens
-        self._decide(live, self._choose(full, live), vis_count, compact=self.budgeted)
+        self._decide(live, self._choose(full, live), vis_count,
+                     compact=self.budgeted or any(m is not None for m in metas))
 
     def _retire(self, on_result) -> None:
         done = [s for s in range(self.B) if self.owner[s] is not None and self._finished[s]]
@@ -175,14 +182,20 @@ class DecodeEngine:
                 on_result(res)
 
     # ---- device steps ------------------------------------------------------------------------
-    def _prefill(self, r: torch.Tensor, prompts: list[list[int]]) -> torch.Tensor:
+    def _prefill(self, r: torch.Tensor, prompts: list[list[int]], metas: list) -> torch.Tensor:
         """Prompt forwards of rows `r` only, in chunks; logits [n, V] at each row's last prompt token."""
         dev, n = self.device, len(prompts)
         longest = max(map(len, prompts))
         ids = torch.zeros(n, longest, dtype=torch.long)
-        for j, p in enumerate(prompts):
+        role = torch.full((n, longest), int(Role.PROMPT), dtype=torch.long)
+        seg = torch.full((n, longest), -1, dtype=torch.long)
+        expire = torch.full((n, longest), NEVER, dtype=torch.long)
+        for j, (p, m) in enumerate(zip(prompts, metas)):
             ids[j, :len(p)] = torch.tensor(p)
+            if m is not None:
+                role[j, :len(p)], seg[j, :len(p)], expire[j, :len(p)] = m.role.long(), m.seg.long(), m.expire.long()
         ids, lens = ids.to(dev), torch.tensor([len(p) for p in prompts], device=dev)
+        role, seg, expire = role.to(dev), seg.to(dev), expire.to(dev)
         out = None
         for c0 in range(0, longest, self.chunk):
             W = min(self.chunk, longest - c0)
@@ -191,9 +204,9 @@ class DecodeEngine:
             n_real = (lens - c0).clamp(0, W)
             real = ar < n_real[:, None]
             index = self.cache.lengths[r].long()[:, None] + ar
-            q = {"token": ids[:, c0:c0 + W], "pos": index, "role": torch.where(real, int(Role.PROMPT), 0),
-                 "seg": torch.full_like(index, -1), "doc": torch.where(real, 0, -1),
-                 "expire": torch.full_like(index, NEVER)}
+            q = {"token": ids[:, c0:c0 + W], "pos": index, "role": torch.where(real, role[:, c0:c0 + W], 0),
+                 "seg": seg[:, c0:c0 + W], "doc": torch.where(real, 0, -1),
+                 "expire": torch.where(real, expire[:, c0:c0 + W], NEVER)}
             last = (n_real - 1).clamp(min=0)
             logits = self._forward(r, q, index, c0 + W, last)
             self.cache.lengths[r] += n_real.to(torch.int32)

@@ -39,6 +39,7 @@ def decode(
     batch_size: int | None = None,
     prefill_chunk: int = 512,
     compile: bool = False,
+    prompt_meta=None,
 ) -> list[DecodeResult]:
     """Decode every prompt (token id lists, ragged) to at most `max_new_tokens` tokens or an EOS id.
     `force_compress` forces a gist compression after a given generated token: every N tokens (int),
@@ -47,11 +48,13 @@ def decode(
     after every decode step with the rows that produced a token; `on_result(result)` as each sample
     finishes. Returns one DecodeResult per prompt, in order. `pad_id` is unused (kept for callers):
     padding slots are masked by the rule, their token ids never matter. `compile` runs the decode
-    step's forward under torch.compile (CUDA graphs on GPU; see DecodeEngine._compile)."""
+    step's forward under torch.compile (CUDA graphs on GPU; see DecodeEngine._compile).
+    `prompt_meta`: per prompt None or the GistMeta of a compressed prompt (aug / recover)."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("decode needs non-empty prompts")
     engine = DecodeEngine(model, policy, slots=min(batch_size or len(prompts), len(prompts)),
                           max_prompt=max(map(len, prompts)), max_new_tokens=max_new_tokens, eos_ids=eos_ids,
                           sampling=sampling, prefill_chunk=prefill_chunk, record=record_logits,
                           compile=compile)
-    return engine.run(prompts, sample_indices, force_compress, on_step=on_step, on_result=on_result)
+    return engine.run(prompts, sample_indices, force_compress, on_step=on_step, on_result=on_result,
+                      prompt_meta=prompt_meta)

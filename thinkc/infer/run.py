@@ -167,7 +167,9 @@ def _run_local(model, tokenizer, records, policy, settings, build_prompt, output
     t0 = time.perf_counter()
     n_tok = 0
     if todo:
-        prompts = [build_prompt(r) for _, r in todo]
+        built = [build_prompt(r) for _, r in todo]  # token ids, or a GistSample with a compressed prompt
+        prompts = [b if isinstance(b, list) else b.input_ids.tolist() for b in built]
+        metas = [None if isinstance(b, list) else b.meta for b in built]
         by_index = {i: (r, p) for (i, r), p in zip(todo, prompts)}
         with open(output, "a", encoding="utf-8") as out:
             def finished(res):
@@ -183,7 +185,8 @@ def _run_local(model, tokenizer, records, policy, settings, build_prompt, output
 
             decode(model, prompts, policy, max_new_tokens=settings.max_new_tokens, eos_ids=eos_ids(tokenizer),
                    sampling=settings.sampling, force_compress=_force(settings), sample_indices=[i for i, _ in todo],
-                   on_step=on_tokens, on_result=finished, batch_size=settings.batch_size)
+                   on_step=on_tokens, on_result=finished, batch_size=settings.batch_size,
+                   prompt_meta=metas if any(m is not None for m in metas) else None)
     if stats is not None:
         stats.samples, stats.wall_s, stats.generated_tokens = len(todo), time.perf_counter() - t0, n_tok
     ordered = [done[i] for i in ids]
@@ -252,15 +255,14 @@ def prepare(method: str, model_name: str | None = None, gist_config: str | None 
             raise ThinkcError(f"--method anllm needs an AnLLM layout (1 anchor, no [o], see_current), but the gist "
                               f"config has n_cache={cfg.n_cache}, use_output_token={cfg.use_output_token}: use "
                               "--method lightthinker for this model, or --gist-config anllm")
-        if cfg.compresses_prompt:
-            # the decode loop feeds the prompt as plain tokens; a prompt compressed into C/[o]
-            # blocks (aug, recover) would be attended differently than in training
-            raise ThinkcError(f"gist config mode {cfg.mode!r} compresses the prompt, which thinkc infer does not "
-                              "support yet: decode with an aug-wo-pc model (the paper's setting)")
         from thinkc.gist.tokens import add_gist_tokens
 
         add_gist_tokens(tokenizer, model, cfg)  # no-op for a trained gist model; mechanics only otherwise
         spec = GistSpec.from_config(cfg, tokenizer)
     layout = cfg if (cfg is not None and method in GIST_METHODS) else GistConfig(mode="normal")
     policy = make_policy(method, spec=spec, tokenizer=tokenizer, budget=budget, window=window)
+    if layout.compresses_prompt:  # aug / recover: the prompt's sentence blocks and metadata go to the engine
+        from thinkc.gist.layout import build_prompt_sample
+
+        return model, tokenizer, policy, (lambda rec: build_prompt_sample(rec, tokenizer, layout)), str(name)
     return model, tokenizer, policy, (lambda rec: build_prompt(rec, tokenizer, layout)), str(name)
