@@ -1,5 +1,6 @@
 """Synthetic arithmetic task: determinism, correct answers (recomputed from meta), R1-like
-structure, disjoint splits."""
+structure (both thought styles), column work that adds up, thought kinds that match the text,
+disjoint splits."""
 import re
 
 import pytest
@@ -23,22 +24,30 @@ def test_same_seed_same_records_other_seed_differs():
     assert [r.question for r in synth_records(10, seed=7)] == [r.question for r in a[:10]]
 
 
+STEP = {"short": re.compile(r"(\d+) ([-+*]) (\d+) = (\d+)\."),
+        "r1": re.compile(r"^So (\d+) ([-+*]) (\d+) = (\d+)\.$", re.M)}
+
+
 @pytest.mark.parametrize("kw", [{}, dict(min_steps=2, max_steps=4, max_value=20, filler=0.0),
-                                dict(min_steps=1, max_steps=8, max_value=9, filler=0.8)])
+                                dict(min_steps=1, max_steps=8, max_value=9, filler=0.8),
+                                dict(style="short"), dict(style="short", min_steps=1, max_steps=8, max_value=9),
+                                dict(min_steps=3, max_steps=6, max_value=999)])
 def test_answers_are_correct_and_structure_matches_meta(kw):
     recs = synth_records(300, seed=1, **kw)
+    style = kw.get("style", "r1")
     assert len({r.id for r in recs}) == len(recs)
     for r in recs:
         m = r.meta
+        assert m["style"] == style
         assert _recompute(m) == m["result"] >= 0
         assert r.answer.endswith(f"\\boxed{{{m['result']}}}.")
-        assert kw.get("min_steps", 3) <= m["steps"] == len(m["ops"]) <= kw.get("max_steps", 6)
+        assert kw.get("min_steps", 3) <= m["steps"] == len(m["ops"]) <= kw.get("max_steps", 4)
         thoughts = split_thoughts(r.thinking)
         assert r.thinking == "\n\n".join(thoughts)  # blank line between thoughts, nothing else
         assert len(thoughts) == len(m["thought_kinds"])
         compute = [t for t, k in zip(thoughts, m["thought_kinds"]) if k == "compute"]
         # one computation per step thought, in order, each correct; then the conclusion
-        equations = [re.search(r"(\d+) ([-+*]) (\d+) = (\d+)\.", t) for t in compute[:-1]]
+        equations = [STEP[style].search(t) for t in compute[:-1]]
         assert len(equations) == m["steps"] and all(equations)
         cur = m["start"]
         for eq, (op, b) in zip(equations, m["ops"]):
@@ -46,8 +55,64 @@ def test_answers_are_correct_and_structure_matches_meta(kw):
             assert (int(a), o, int(bb)) == (cur, op, b)
             cur = int(c)
             assert cur == _recompute({"start": int(a), "ops": [[o, int(bb)]]})
-        assert compute[-1].startswith("So ") and str(m["result"]) in compute[-1]
+        assert compute[-1].startswith("So " if style == "short" else "All ") and str(m["result"]) in compute[-1]
         assert str(m["start"]) in r.question
+
+
+COLUMN = re.compile(r"^(Ones|Tens|Hundreds|Thousands|Ten thousands): (.*)$", re.M)
+
+
+def _column_result(op: str, lines: list[str]) -> int:
+    """The number the column lines write down (ones first), each line's own arithmetic checked."""
+    digits = []
+    for line in lines:
+        if line.startswith("carry"):  # the final carry: "carry 1, write 1."
+            digits.append(int(re.fullmatch(r"carry (\d), write \1\.", line).group(1)))
+            continue
+        lhs, rhs = line.split(" = ")
+        if op == "-":
+            lhs = lhs.split("borrow 10: ")[-1]
+            value = int(rhs.rstrip("."))
+            assert 0 <= value <= 9
+        else:
+            value = int(rhs.split(",")[0])
+            assert int(re.search(r"write (\d)", rhs).group(1)) == value % 10
+            carry = re.search(r"carry (\d)", rhs)
+            assert (int(carry.group(1)) if carry else 0) == value // 10
+        assert eval(lhs) == value  # noqa: S307 - digits and + - * only, from our own generator
+        digits.append(value % 10)
+    return int("".join(map(str, reversed(digits))))
+
+
+def test_r1_column_work_adds_up_and_thoughts_are_long():
+    from thinkc.models.tokenizer import tiny_tokenizer
+
+    tok = tiny_tokenizer(512)
+    lengths = []
+    for r in synth_records(200, seed=3, min_steps=3, max_steps=6, max_value=999):
+        compute = [t for t, k in zip(split_thoughts(r.thinking), r.meta["thought_kinds"]) if k == "compute"]
+        for t, (op, b) in zip(compute, r.meta["ops"]):
+            a, o, bb, c = STEP["r1"].search(t).groups()
+            assert _column_result(o, [m.group(2) for m in COLUMN.finditer(t)]) == int(c)
+            assert f"I need {a} {o} {bb}." in t  # the known amount is restated before the work
+            lengths.append(len(tok(t)["input_ids"]))
+    assert 40 <= min(lengths) and max(lengths) <= 200
+
+
+@pytest.mark.parametrize("style", ["r1", "short"])
+def test_thought_kinds_match_the_text(style):
+    """A computation thought holds a new step (or the conclusion); a filler thought computes
+    nothing new: no step statement, no column work, nothing the conclusion says."""
+    n_filler = 0
+    for r in synth_records(200, seed=5, filler=0.5, style=style):
+        kinds = r.meta["thought_kinds"]
+        assert kinds[-1] == "compute"
+        n_filler += kinds.count("filler")
+        for t, k in zip(split_thoughts(r.thinking), kinds):
+            assert (bool(STEP[style].search(t)) or t.endswith(" now.")) == (k == "compute"), (k, t)
+            if k == "filler":
+                assert not COLUMN.search(t) and "Step" not in t
+    assert n_filler > 200
 
 
 def test_filler_share_follows_the_knob():

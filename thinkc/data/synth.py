@@ -1,8 +1,11 @@
 """The embedded default data set: multi-step arithmetic word problems whose `thinking` reads like
-R1 output (design.md §1). One computation per thought, blank lines between thoughts, plus a
-configurable share of verbose filler thoughts (re-checks, restatements, "Wait,", "Hmm") and filler
-phrases inside computation thoughts, so CTS has tokens worth dropping and LightThinker has thoughts
-worth compressing. Wording is regular and numbers small so a tiny model can learn it on a CPU.
+R1 output (design.md §1), blank lines between thoughts, a configurable share of verbose filler
+thoughts (re-checks, restatements, "Wait,", "Hmm"), so CTS has tokens worth dropping and
+LightThinker has thoughts worth compressing. Two thought styles:
+  r1     (default) each step worked out at length (thinkc.data.synth_r1): restated, done column by
+         column with carries/borrows, verified; thoughts of ~40-200 tokens; operands up to 99,
+         running totals up to 990 by default (max_value=999 for 4-digit work).
+  short  one sentence per step ("so 12 + 7 = 19."), numbers up to 100: the original small task.
 
 Every record's meta holds what is needed to check it without parsing text:
   steps          number of arithmetic operations
@@ -10,11 +13,13 @@ Every record's meta holds what is needed to check it without parsing text:
   result         the final amount (== the \\boxed{} value; always correct)
   thought_kinds  per thought of split_thoughts(thinking): "compute" (a step's computation or the
                  conclusion, needed for the result) or "filler" (redundant)
+  style          "r1" or "short"
 """
 from __future__ import annotations
 
 import random
 
+from thinkc.data import synth_r1 as r1
 from thinkc.data.schema import Record
 
 NAMES = [("Tom", "he"), ("Anna", "she"), ("Ben", "he"), ("Lily", "she"), ("Sam", "he"), ("Mia", "she"),
@@ -75,24 +80,38 @@ def _phrase(op: str, b: int, items: str, rng: random.Random) -> str:
     return rng.choice(ADD if op == "+" else SUB).format(b=b)
 
 
-def _one(rng: random.Random, idx: str, min_steps: int, max_steps: int, filler: float, max_value: int) -> Record:
+def _insert_fillers(rng: random.Random, thoughts: list, n_compute: int, filler: float, make) -> None:
+    """Insert filler thoughts so that a share `filler` of all thoughts are filler (F / (F + C) ~=
+    filler, randomised rounding), never after the conclusion. make(done) writes one, where `done`
+    is the number of computation thoughts before it."""
+    want = filler / (1 - filler) * n_compute if filler < 1 else 0
+    n_filler = int(want) + (rng.random() < want - int(want))
+    for _ in range(n_filler):
+        pos = rng.randint(0, len(thoughts) - 1)
+        done = sum(1 for _, k in thoughts[:pos] if k == "compute")
+        thoughts.insert(pos, (make(done), "filler"))
+
+
+def _record(idx: str, question: str, thoughts: list, start: int, ops: list, trail: list, style: str) -> Record:
+    cur = trail[-1][3] if trail else start
+    chain = ", ".join(f"{a} {op} {b} = {c}" for a, op, b, c in trail)
+    answer = f"Starting from {start}: {chain}.\n\nThe answer is \\boxed{{{cur}}}."
+    return Record(id=idx, question=question, thinking="\n\n".join(t for t, _ in thoughts), answer=answer,
+                  meta={"steps": len(ops), "start": start, "ops": ops, "result": cur,
+                        "thought_kinds": [k for _, k in thoughts], "style": style})
+
+
+def _one_short(rng: random.Random, idx: str, min_steps: int, max_steps: int, filler: float, max_value: int) -> Record:
     name, pron = rng.choice(NAMES)
     items = rng.choice(ITEMS)
     steps = rng.randint(min_steps, max_steps)
     start, ops = _ops(rng, steps, max_value)
-
     phrases = [_phrase(op, b, items, rng) for op, b in ops]
-    sentences = [f"{name} has {start} {items}."]
-    for i, p in enumerate(phrases):
-        who = name if i == 0 else pron
-        lead = "Finally" if i == len(phrases) - 1 and i > 0 else ORDINALS[i % len(ORDINALS)]
-        sentences.append(f"{lead}, {who} {p}.")
-    sentences.append(f"How many {items} does {name} have now?")
-    question = " ".join(sentences)
+    question = r1.question_text(name, pron, items, start, phrases)
 
     # (text, kind) per thought: computations first, filler thoughts inserted afterwards
     thoughts, cur, trail = [], start, []
-    for i, ((op, b), p) in enumerate(zip(ops, phrases)):
+    for (op, b), p in zip(ops, phrases):
         nxt = _apply(cur, op, b)
         text = f"{name} {p}, so {cur} {op} {b} = {nxt}."
         if rng.random() < filler:
@@ -104,64 +123,91 @@ def _one(rng: random.Random, idx: str, min_steps: int, max_steps: int, filler: f
         cur = nxt
     thoughts.append((f"So {name} has {cur} {items} now.", "compute"))
 
-    # share `filler` of all thoughts are filler: F / (F + C) ~= filler (randomised rounding)
-    n_compute = len(thoughts)
-    want = filler / (1 - filler) * n_compute if filler < 1 else 0
-    n_filler = int(want) + (rng.random() < want - int(want))
-    for _ in range(n_filler):
-        pos = rng.randint(0, len(thoughts) - 1)  # never after the conclusion
-        # the context of a filler thought is the last computation before it
-        done = sum(1 for t, k in thoughts[:pos] if k == "compute")
+    def make(done: int) -> str:  # the context of a filler thought is the last computation before it
         if done:
             a, op, b, c = trail[min(done, len(trail)) - 1]
-            text = rng.choice(FILLER_THOUGHTS).format(a=a, op=op, b=b, c=c, name=name, items=items)
-        else:
-            text = rng.choice(OPENING_FILLERS).format(c=start, name=name, items=items)
-        thoughts.insert(pos, (text, "filler"))
+            return rng.choice(FILLER_THOUGHTS).format(a=a, op=op, b=b, c=c, name=name, items=items)
+        return rng.choice(OPENING_FILLERS).format(c=start, name=name, items=items)
 
-    chain = ", ".join(f"{a} {op} {b} = {c}" for a, op, b, c in trail)
-    answer = f"Starting from {start}: {chain}.\n\nThe answer is \\boxed{{{cur}}}."
-    return Record(id=idx, question=question, thinking="\n\n".join(t for t, _ in thoughts), answer=answer,
-                  meta={"steps": steps, "start": start, "ops": ops, "result": cur,
-                        "thought_kinds": [k for _, k in thoughts]})
+    _insert_fillers(rng, thoughts, len(thoughts), filler, make)
+    return _record(idx, question, thoughts, start, ops, trail, "short")
 
 
-def _check(n: int, min_steps: int, max_steps: int, filler: float, max_value: int) -> None:
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+def _one_r1(rng: random.Random, idx: str, min_steps: int, max_steps: int, filler: float, max_value: int) -> Record:
+    name, pron = rng.choice(NAMES)
+    items = rng.choice(ITEMS)
+    steps = rng.randint(min_steps, max_steps)
+    start, ops = r1.ops(rng, steps, max_value)
+    phrases = [r1.phrase(op, b, items, rng) for op, b in ops]
+    question = r1.question_text(name, pron, items, start, phrases)
+
+    thoughts, cur, trail = [], start, []
+    for k, ((op, b), p) in enumerate(zip(ops, phrases), 1):
+        nxt = _apply(cur, op, b)
+        thoughts.append((r1.compute_thought(k, (name, pron), items, p, cur, op, b, nxt, rng), "compute"))
+        trail.append((cur, op, b, nxt))
+        cur = nxt
+    thoughts.append((f"All {steps} steps are done. So {name} has {cur} {items} now.", "compute"))
+
+    def make(done: int) -> str:
+        last = trail[min(done, len(trail)) - 1] if done else None
+        return r1.filler_thought(rng, last, name, items, start)
+
+    _insert_fillers(rng, thoughts, len(thoughts), filler, make)
+    return _record(idx, question, thoughts, start, ops, trail, "r1")
+
+
+STYLES = {"r1": (_one_r1, 99), "short": (_one_short, 100)}  # builder, default max_value
+
+
+def _options(min_steps: int = 3, max_steps: int = 4, filler: float = 0.4, max_value: int | None = None,
+             style: str = "r1") -> tuple:
+    """Checked (builder, min_steps, max_steps, filler, max_value); max_value None: the style's default."""
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r} (one of {', '.join(STYLES)})")
+    build, default_max = STYLES[style]
+    max_value = default_max if max_value is None else max_value
     if not 1 <= min_steps <= max_steps:
         raise ValueError(f"need 1 <= min_steps <= max_steps, got {min_steps}, {max_steps}")
     if not 0 <= filler < 1:
         raise ValueError(f"filler is a share of thoughts in [0, 1), got {filler}")
     if max_value < 2:
         raise ValueError(f"max_value must be >= 2, got {max_value}")
+    return build, min_steps, max_steps, filler, max_value
 
 
-def synth_records(n: int, seed: int = 0, min_steps: int = 3, max_steps: int = 6, filler: float = 0.4,
-                  max_value: int = 100, id_prefix: str = "synth") -> list[Record]:
-    """`n` problems, the same for the same arguments (seeded, no global state)."""
-    _check(n, min_steps, max_steps, filler, max_value)
+def _check_n(n: int) -> None:
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+
+
+def synth_records(n: int, seed: int = 0, min_steps: int = 3, max_steps: int = 4, filler: float = 0.4,
+                  max_value: int | None = None, id_prefix: str = "synth", style: str = "r1") -> list[Record]:
+    """`n` problems, the same for the same arguments (seeded, no global state). style "r1" (steps
+    worked out at length; operands up to 99 by default, running totals up to 10x that) or "short"
+    (one line per step, up to 100). The defaults are the shipped tiny checkpoints' task."""
+    _check_n(n)
+    build, *opts = _options(min_steps, max_steps, filler, max_value, style)
     rng = random.Random(f"thinkc-synth/{seed}")
     width = max(6, len(str(n)))
-    return [_one(rng, f"{id_prefix}-{i:0{width}d}", min_steps, max_steps, filler, max_value) for i in range(n)]
+    return [build(rng, f"{id_prefix}-{i:0{width}d}", *opts) for i in range(n)]
 
 
 def synth_splits(n_train: int, n_test: int, seed: int = 0, **kwargs) -> tuple[list[Record], list[Record]]:
     """(train, test) with no question shared between them; test comes from its own random stream.
     Raises ValueError when the number range is too small to give enough distinct test problems."""
     prefix = kwargs.pop("id_prefix", "synth")
+    _check_n(n_test)
+    build, *opts = _options(**kwargs)
     train = synth_records(n_train, seed, id_prefix=f"{prefix}-train", **kwargs)
     seen = {r.question for r in train}
-    _check(n_test, kwargs.get("min_steps", 3), kwargs.get("max_steps", 6), kwargs.get("filler", 0.4),
-           kwargs.get("max_value", 100))
     rng = random.Random(f"thinkc-synth-test/{seed}")
     test, tries, width = [], 0, max(6, len(str(n_test)))
-    opts = {k: kwargs.get(k, d) for k, d in (("min_steps", 3), ("max_steps", 6), ("filler", 0.4), ("max_value", 100))}
     while len(test) < n_test:
         tries += 1
         if tries > 20 * n_test + 1000:
             raise ValueError(f"could only find {len(test)} test problems not in train; widen max_value or steps")
-        rec = _one(rng, f"{prefix}-test-{len(test):0{width}d}", **opts)
+        rec = build(rng, f"{prefix}-test-{len(test):0{width}d}", *opts)
         if rec.question not in seen:
             seen.add(rec.question)
             test.append(rec)

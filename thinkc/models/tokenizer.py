@@ -1,5 +1,7 @@
 """An offline tokenizer for the tiny models: byte-level BPE trained in-process on the synthetic
-reasoning task's vocabulary, ChatML chat template. Deterministic; no files, no hub.
+reasoning task's vocabulary (a fixed sentence list plus a few synthetic records of both thought
+styles), ChatML chat template. Digits are never merged with each other (" 652" -> " 6", "5", "2"),
+so column arithmetic sees one token per digit. Deterministic; no files, no hub.
 
 Real models (SmolLM2, local Qwen/Llama folders) bring their own tokenizer; this one exists so
 tests and the tiny recipes never need a download."""
@@ -7,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 CHATML_TEMPLATE = (
@@ -30,14 +32,26 @@ _CORPUS = [
 ]
 
 
+# GPT-2's pre-tokenizer pattern with single digits (" ?\p{N}" instead of " ?\p{N}+")
+_PRE = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+
+
+def _task_texts() -> list[str]:
+    from thinkc.data.synth import synth_records
+
+    recs = synth_records(40, seed=999) + synth_records(20, seed=999, style="short")
+    return [t for r in recs for t in (r.question, r.thinking, r.answer)]
+
+
 @lru_cache(maxsize=None)
 def _trained(vocab_size: int) -> str:
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(_PRE), behavior="isolated"),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    tok.train_from_iterator(_CORPUS * 4 + _task_texts(), trainer=trainer)
     return tok.to_str()
 
 

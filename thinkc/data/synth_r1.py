@@ -1,0 +1,159 @@
+"""The R1-length thought style of the synthetic task (thinkc.data.synth, style="r1", the default).
+
+Each computation thought works one step out at length, the way R1 traces do: it restates what is
+known, does the operation column by column (digit by digit, with carries or borrows, one line per
+column), states the result and often verifies it by the inverse operation. Filler thoughts are
+the rambling kinds of the short style, two or three sentences each. Wording is regular so a tiny
+model can learn it; every number written is computed here, so traces are always correct.
+"""
+from __future__ import annotations
+
+import random
+
+PLACES = ["Ones", "Tens", "Hundreds", "Thousands", "Ten thousands", "Hundred thousands"]
+SYMBOL = {"+": "+", "-": "-", "*": "*"}
+INVERSE = {"+": "-", "-": "+", "*": "/"}
+MUL_WORD = {2: "doubles the {items}", 3: "triples the {items}"}
+ADD = ["buys {b} more", "finds {b} more", "gets {b} more"]
+SUB = ["gives away {b}", "loses {b}", "sells {b}"]
+ORDINALS = ["First", "Then", "Next", "After that", "Later", "Then", "Next", "After that"]
+STEP_LEAD = ["Step {k}: {phrase}.", "Now step {k}: {phrase}.", "Okay, step {k}: {phrase}."]
+VERIFY = ["Let me verify: {c} {inv} {b} = {a}. Correct.", "Check: {c} {inv} {b} = {a}, which matches."]
+FILLER_SENTENCES = [
+    "Hmm, let me double-check that. {a} {op} {b} is {c}, yes.",
+    "Wait, let me re-read the question to make sure I have the numbers right.",
+    "Okay, so far {name} has {c} {items}.",
+    "Let me think about this carefully, one step at a time.",
+    "Actually, yes, that seems right. {c} {items} so far.",
+    "Hmm, so the question asks how many {items} {name} has at the end.",
+    "Wait, did I use the right operation? Let me check again. Yes, it is {op}.",
+    "I should not rush this, small mistakes add up quickly.",
+    "Alright, I think that's right. Let me keep going.",
+]
+OPENING_SENTENCES = [  # before any computation: nothing to re-check yet
+    "Okay, let me see. {name} starts with {c} {items}.",
+    "Let me think about this carefully, one step at a time.",
+    "Hmm, so the question asks how many {items} {name} has at the end.",
+    "I should not rush this, small mistakes add up quickly.",
+    "Wait, let me re-read the question to make sure I have the numbers right.",
+]
+
+
+def ops(rng: random.Random, steps: int, max_value: int) -> tuple[int, list[list]]:
+    """A start value and `steps` operations ("+" / "-" with an operand in [1, max_value], "*" by a
+    single digit 2..9) whose running total stays in [1, 10 * max_value]."""
+    cap = 10 * max_value
+    cur = start = rng.randint(max(2, max_value // 10), max_value)
+    out = []
+    for _ in range(steps):
+        kind = rng.choice("+-*")
+        if kind == "*" and cur * 2 > cap:
+            kind = "-"
+        if kind == "+" and cur + 1 > cap:
+            kind = "-"
+        if kind == "-" and cur < 2:
+            kind = "+"
+        if kind == "+":
+            b = rng.randint(1, min(max_value, cap - cur))
+            cur += b
+        elif kind == "-":
+            b = rng.randint(1, min(cur - 1, max_value))
+            cur -= b
+        else:
+            b = rng.randint(2, min(9, cap // cur))
+            cur *= b
+        out.append([kind, b])
+    return start, out
+
+
+def phrase(op: str, b: int, items: str, rng: random.Random) -> str:
+    if op == "*":
+        return MUL_WORD[b].format(items=items) if b in MUL_WORD else f"gets {b} times as many {items}"
+    return rng.choice(ADD if op == "+" else SUB).format(b=b)
+
+
+def _digits(x: int, n: int) -> list[int]:
+    """The n lowest digits of x, ones first."""
+    return [(x // 10 ** i) % 10 for i in range(n)]
+
+
+def add_lines(a: int, b: int) -> list[str]:
+    n = max(len(str(a)), len(str(b)))
+    da, db, carry, lines = _digits(a, n), _digits(b, n), 0, []
+    for i in range(n):
+        s = da[i] + db[i] + carry
+        lhs = f"{da[i]} + {db[i]}" + (f" + {carry}" if carry else "")
+        line = f"{PLACES[i]}: {lhs} = {s}, write {s % 10}"
+        carry = s // 10
+        lines.append(line + (f", carry {carry}." if carry else "."))
+    if carry:
+        lines.append(f"{PLACES[n]}: carry {carry}, write {carry}.")
+    return lines
+
+
+def sub_lines(a: int, b: int) -> list[str]:
+    n = len(str(a))
+    da, db, borrow, lines = _digits(a, n), _digits(b, n), 0, []
+    for i in range(n):
+        top = da[i] - borrow
+        tail = f" - {db[i]}" + (" - 1" if borrow else "")
+        if top < db[i]:
+            lines.append(f"{PLACES[i]}: {da[i]}{tail}, borrow 10: {da[i] + 10}{tail} = {top + 10 - db[i]}.")
+            borrow = 1
+        else:
+            lines.append(f"{PLACES[i]}: {da[i]}{tail} = {top - db[i]}.")
+            borrow = 0
+    return lines
+
+
+def mul_lines(a: int, k: int) -> list[str]:
+    n = len(str(a))
+    da, carry, lines = _digits(a, n), 0, []
+    for i in range(n):
+        p = da[i] * k + carry
+        lhs = f"{da[i]} * {k}" + (f" + {carry}" if carry else "")
+        carry = p // 10
+        lines.append(f"{PLACES[i]}: {lhs} = {p}, write {p % 10}" + (f", carry {carry}." if carry else "."))
+    if carry:
+        lines.append(f"{PLACES[n]}: carry {carry}, write {carry}.")
+    return lines
+
+
+COLUMN_WORK = {"+": add_lines, "-": sub_lines, "*": mul_lines}
+
+
+def compute_thought(k: int, who: tuple[str, str], items: str, phr: str, a: int, op: str, b: int, c: int,
+                    rng: random.Random) -> str:
+    """One step worked out at length: restate, column work, result, often a verification.
+    `who`: (name, pronoun)."""
+    name, pron = who
+    subject = name if rng.random() < 0.5 else pron.capitalize()
+    lines = [rng.choice(STEP_LEAD).format(k=k, phrase=f"{subject} {phr}")]
+    lines.append(f"{name} has {a} {items} before this, so I need {a} {SYMBOL[op]} {b}.")
+    lines += COLUMN_WORK[op](a, b)
+    lines.append(f"So {a} {SYMBOL[op]} {b} = {c}.")
+    if rng.random() < 0.6:
+        lines.append(rng.choice(VERIFY).format(a=a, b=b, c=c, inv=INVERSE[op]))
+    return "\n".join(lines)
+
+
+def filler_thought(rng: random.Random, done: tuple | None, name: str, items: str, start: int) -> str:
+    """Two or three filler sentences about the last computation (`done` = (a, op, b, c)), or opening
+    remarks when nothing is computed yet."""
+    n = rng.randint(2, 3)
+    if done is None:
+        picks = rng.sample(OPENING_SENTENCES, n)
+        return " ".join(p.format(c=start, name=name, items=items) for p in picks)
+    a, op, b, c = done
+    picks = rng.sample(FILLER_SENTENCES, n)
+    return " ".join(p.format(a=a, op=SYMBOL[op], b=b, c=c, name=name, items=items) for p in picks)
+
+
+def question_text(name: str, pron: str, items: str, start: int, phrases: list[str]) -> str:
+    sentences = [f"{name} has {start} {items}."]
+    for i, p in enumerate(phrases):
+        who = name if i == 0 else pron
+        lead = "Finally" if i == len(phrases) - 1 and i > 0 else ORDINALS[i % len(ORDINALS)]
+        sentences.append(f"{lead}, {who} {p}.")
+    sentences.append(f"How many {items} does {name} have now?")
+    return " ".join(sentences)
