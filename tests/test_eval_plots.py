@@ -49,7 +49,38 @@ def test_ratio_variants_form_one_series(tmp_path):
     assert {ratio_series(m) for m in ("cts-r0.5", "cts-r0.7", "cts_r1.0")} == {"cts"}
     assert ratio_series("tiny-cts.r0.9/vanilla") == "tiny-cts/vanilla"
     assert [ratio_series(m) for m in ("h2o", "r2d2", "lightthinker")] == ["h2o", "r2d2", "lightthinker"]
-    summaries = [MethodSummary(m, 4, acc, tok, None, None, None, None, None, None)
+    summaries = [_summary(m, acc, tok)
                  for m, acc, tok in [("cts-r0.5", 0.5, 80.0), ("cts-r0.9", 0.75, 120.0), ("vanilla", 1.0, 150.0)]]
     path = plot_accuracy_vs_tokens(summaries, tmp_path / "acc.png")
     assert path.read_bytes().startswith(PNG)
+
+
+def _summary(method, accuracy, tokens):
+    from dataclasses import fields
+
+    from thinkc.eval.metrics import MethodSummary
+
+    blank = {f.name: None for f in fields(MethodSummary)}
+    return MethodSummary(**{**blank, "method": method, "n": 4, "accuracy": accuracy, "mean_tokens": tokens})
+
+
+def test_each_method_keeps_one_colour():
+    from thinkc.eval.plots import METHOD_COLORS, method_color
+
+    known = ["vanilla", "cts", "lightthinker", "h2o"]
+    assert len({method_color(m) for m in known}) == len(known)  # distinct
+    assert method_color("cts-r0.5") == method_color("cts") == METHOD_COLORS["cts"]
+    assert method_color("LightThinker") == METHOD_COLORS["lightthinker"]
+    other = method_color("my-method")
+    assert other == method_color("my-method") and other not in METHOD_COLORS.values()
+
+
+def test_token_axis_starts_at_zero(tmp_path, monkeypatch):
+    import thinkc.eval.plots as plots
+
+    seen = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, path: seen.setdefault("ax", fig.axes[0]) and path)
+    plots.plot_accuracy_vs_tokens([_summary("vanilla", 0.5, 300.0), _summary("cts", 0.5, 200.0)], tmp_path / "a.png")
+    assert seen["ax"].get_xlim()[0] == 0 and seen["ax"].get_xlim()[1] > 300
+    labels = [t.get_text() for t in seen["ax"].get_legend().get_texts()]
+    assert labels == ["vanilla", "cts"] and not seen["ax"].texts  # names in the legend, none on the points

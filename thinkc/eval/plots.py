@@ -1,5 +1,8 @@
 """PNG plots of an eval: KV length over decoding steps (LightThinker's sawtooth vs vanilla's line)
-and accuracy vs mean generated tokens across methods."""
+and accuracy vs mean generated tokens across methods.
+
+Every method keeps one colour in every plot and every run (method_color); axes of tokens and KV
+start at 0; method names go into a legend, never as free text that could overlap."""
 from __future__ import annotations
 
 import re
@@ -27,6 +30,26 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+# Fixed colours of the methods thinkc runs (a label's colour depends on the label only)
+METHOD_COLORS = {"vanilla": "#4d4d4d", "cts": "#1f77b4", "lightthinker": "#d62728", "h2o": "#2ca02c",
+                 "anllm": "#9467bd", "sepllm": "#8c564b", "streamingllm": "#e377c2"}
+_EXTRA = ["#ff7f0e", "#17becf", "#bcbd22", "#7f7f7f", "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5"]
+
+
+def method_color(label: str) -> str:
+    """The colour of a method label: its own for known methods (also as the label's first word,
+    "cts-r0.5" -> cts), else a fixed pick from a spare palette by a stable hash of the label."""
+    import zlib
+
+    key = label.lower()
+    if key in METHOD_COLORS:
+        return METHOD_COLORS[key]
+    head = re.split(r"[-_./@ ]", ratio_series(key))[0]
+    if head in METHOD_COLORS:
+        return METHOD_COLORS[head]
+    return _EXTRA[zlib.crc32(key.encode()) % len(_EXTRA)]
+
+
 def pick_trace_sample(rows: list[dict]) -> str:
     """The first id (in file order) that every group has a kv_trace for, else any id with a trace."""
     groups = {r["group"] for r in rows}
@@ -52,12 +75,14 @@ def plot_kv_trace(rows: list[dict], path: str | Path, sample_id: str | None = No
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for group, trace in traces:
-        ax.plot(range(1, len(trace) + 1), trace, label=group, linewidth=1.2)
+        ax.plot(range(1, len(trace) + 1), trace, label=group, linewidth=1.2, color=method_color(group))
     ax.set_xlabel("decoding step")
     ax.set_ylabel("KV cache length (tokens)")
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
     ax.set_title(f"KV length over decoding, sample {sample_id}")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", fontsize=8)
     try:
         return _save(fig, Path(path))
     finally:
@@ -88,13 +113,14 @@ def plot_accuracy_vs_tokens(summaries: list[MethodSummary], path: str | Path) ->
             members = sorted(members, key=lambda m: m.mean_tokens)
             ax.plot([m.mean_tokens for m in members], [100 * m.accuracy for m in members],
                     color="0.6", linewidth=1, zorder=1)
-    for s in points:
-        ax.scatter(s.mean_tokens, 100 * s.accuracy, s=40)
-        ax.annotate(s.method, (s.mean_tokens, 100 * s.accuracy), textcoords="offset points",
-                    xytext=(5, 4), fontsize=8)
+    for s in points:  # names in the legend: labels written next to points overlap when points do
+        ax.scatter(s.mean_tokens, 100 * s.accuracy, s=50, color=method_color(s.method), label=s.method,
+                   edgecolors="white", linewidths=0.5, zorder=2)
     ax.set_xlabel("mean generated tokens")
     ax.set_ylabel("accuracy (%)")
+    ax.set_xlim(0, 1.08 * max(s.mean_tokens for s in points) + 1)
     ax.set_ylim(-5, 105)
+    ax.legend(loc="best", fontsize=8)
     ax.set_title("accuracy vs tokens")
     ax.grid(alpha=0.3)
     try:
