@@ -11,6 +11,18 @@ import typer
 
 def register(data_app: typer.Typer) -> None:
     data_app.command("cts")(cts)
+    data_app.command("cts-reference")(cts_reference)
+
+
+def cts_reference(recipe: Path = typer.Argument(..., help="Reference recipe YAML (configs/train/tiny_cts_reference.yaml).")):
+    """Train a CTS reference model on a held-out split, on the scorer's conditional and
+    unconditional rows (thinkc.cts.reference), so it can use the answer it is conditioned on."""
+    import json
+
+    from thinkc.cts.reference import ReferenceRecipe, train_reference
+
+    summary = train_reference(ReferenceRecipe.load(recipe))
+    print(json.dumps(summary))
 
 
 def cts(
@@ -20,7 +32,9 @@ def cts(
     reference_model: Optional[str] = typer.Option(None, "--reference-model", "-m",
                                                   help="Reference model: local folder, 'smollm2' or a shipped tiny name "
                                                        "(llmlingua2: a local token-classification model folder)."),
-    ratio: List[float] = typer.Option([0.5], "--ratio", "-r", help="Keep ratio in (0, 1]; repeat for several (one scoring pass)."),
+    ratio: List[float] = typer.Option([0.5, 0.7], "--ratio", "-r",
+                                      help="Keep ratio in (0, 1]; repeat for several (one scoring pass). Default: 0.5 and 0.7, "
+                                           "the seed's and the paper's."),
     backend: str = typer.Option("native", help="native | unconditional | llmlingua | llmlingua2."),
     batch_size: int = typer.Option(8, help="Sequences per forward (two per record for native)."),
     window: int = typer.Option(2048, help="Tokens per forward for long traces (KV-cached windows; 0 = one pass)."),
@@ -31,7 +45,9 @@ def cts(
     merge: bool = typer.Option(False, "--merge", help="Write outputs from the score store of all shards (no scoring)."),
     scores: Optional[Path] = typer.Option(None, help="Score store folder (default: <output>.cts-<backend> next to the output)."),
     tokenizer: Optional[str] = typer.Option(None, help="Target tokenizer for token counts (needed by llmlingua2)."),
-    force_keep_digits: bool = typer.Option(False, "--force-keep-digits", help="Always keep tokens holding digits."),
+    force_keep_digits: bool = typer.Option(True, "--force-keep-digits/--no-keep-digits",
+                                           help="Always keep tokens holding digits (on by default, as the seed's "
+                                                "LLMLingua force_reserve_digit=True)."),
     force_keep_operators: bool = typer.Option(False, "--force-keep-operators", help="Always keep + - * / = < > ^ tokens."),
     force_keep_format: bool = typer.Option(False, "--force-keep-format", help="Always keep \\boxed and LaTeX commands, braces, $."),
     keep_first: int = typer.Option(0, help="Always keep the first K tokens of every thought."),
@@ -61,11 +77,16 @@ def cts(
         console.print(f"shard {shard} scored; run again with --merge once every shard is done")
         return
     table = Table(title=f"CTS ({backend}, reference {reference_model})")
-    for col in ("ratio", "records", "tokens before", "tokens after", "achieved", "output"):
+    kinds = all("kept_share_gap" in r for r in rows)  # records mark computation vs filler thoughts
+    cols = ("ratio", "records", "tokens before", "tokens after", "achieved")
+    cols += ("kept in computation", "kept in filler", "gap (points)") if kinds else ()
+    for col in cols + ("output",):
         table.add_column(col, justify="left" if col == "output" else "right")
     for r in rows:
+        extra = (f"{r['compute_kept_share']:.1%}", f"{r['filler_kept_share']:.1%}",
+                 f"{100 * r['kept_share_gap']:+.1f}") if kinds else ()
         table.add_row(f"{r['ratio']:g}", str(r["records"]), f"{r['tokens_before']:,}", f"{r['tokens_after']:,}",
-                      f"{r['achieved']:.3f}", r["output"])
+                      f"{r['achieved']:.3f}", *extra, r["output"])
     console.print(table)
     over = sum(r["forced_over_budget"] for r in rows)
     if over:

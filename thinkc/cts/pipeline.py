@@ -35,7 +35,8 @@ class CtsJob:
     shard: tuple[int, int] = (0, 1)
     merge: bool = False
     scores: Path | None = None  # score store folder (default next to the output)
-    options: SelectOptions = field(default_factory=SelectOptions)
+    # the seed's default: LLMLingua's force_reserve_digit=True (digits are never dropped)
+    options: SelectOptions = field(default_factory=lambda: SelectOptions(force_digits=True))
 
 
 def output_path(output: str, ratio: float) -> Path:
@@ -139,6 +140,7 @@ def write_outputs(job: CtsJob, backend, tokenizer, records: list[dict]) -> list[
             raise ThinkcError(f"{len(missing)} of {len(records)} records have no {backend.name} scores in {root} "
                               f"(first: {missing[0]!r}); run the remaining shards first")
         out, before, after, over = [], 0, 0, 0
+        kinds = KindTally() if score_entries is not None and all(has_kinds(r) for r in records) else None
         for r in records:
             e = entries[r["id"]]
             n = _count(tokenizer, r["thinking"])
@@ -150,6 +152,8 @@ def write_outputs(job: CtsJob, backend, tokenizer, records: list[dict]) -> list[
                 except ValueError as err:
                     raise ThinkcError(f"record {r['id']!r}: {err}") from None
                 text, kept, over = sel.text, sel.kept, over + sel.over_budget
+                if kinds is not None:
+                    kinds.add(tokenizer, r, e["ids"], sel.keep)
             m = _count(tokenizer, text)
             cts = {"ratio": ratio, "tokens_before": n, "tokens_after": m, "backend": backend.name}
             if kept is not None:
@@ -159,8 +163,43 @@ def write_outputs(job: CtsJob, backend, tokenizer, records: list[dict]) -> list[
         path = output_path(job.output, ratio)
         write_jsonl(path, out)
         rows.append({"ratio": ratio, "records": len(out), "tokens_before": before, "tokens_after": after,
-                     "achieved": round(after / max(before, 1), 4), "forced_over_budget": over, "output": str(path)})
+                     "achieved": round(after / max(before, 1), 4), "forced_over_budget": over, "output": str(path),
+                     **(kinds.shares() if kinds is not None else {})})
     return rows
+
+
+def has_kinds(record: dict) -> bool:
+    return isinstance((record.get("meta") or {}).get("thought_kinds"), list)
+
+
+class KindTally:
+    """Kept thinking tokens inside computation vs filler thoughts, for records that mark their
+    thoughts (meta.thought_kinds, as the synthetic task does): CTS should keep the first, drop the
+    second. Counted with thinkc.bench.cts.kept_by_kind."""
+
+    def __init__(self):
+        self.tot: dict | None = {"compute": [0, 0], "filler": [0, 0]}
+
+    def add(self, tokenizer, record: dict, ids, keep) -> None:
+        from thinkc.bench.cts import kept_by_kind
+
+        if self.tot is None:
+            return
+        try:
+            counts = kept_by_kind(tokenizer, record, ids, keep)
+        except ValueError:  # thought_kinds do not match this thinking's thoughts: no tally at all
+            self.tot = None
+            return
+        for kind, (k, n) in counts.items():
+            self.tot[kind][0] += k
+            self.tot[kind][1] += n
+
+    def shares(self) -> dict:
+        if self.tot is None:
+            return {}
+        c, f = (self.tot[k][0] / max(self.tot[k][1], 1) for k in ("compute", "filler"))
+        return {"compute_kept_share": round(c, 4), "filler_kept_share": round(f, 4),
+                "kept_share_gap": round(c - f, 4)}
 
 
 def check_job(job: CtsJob) -> None:
