@@ -257,7 +257,13 @@ def prepare(method: str, model_name: str | None = None, gist_config: str | None 
                               "--method lightthinker for this model, or --gist-config anllm")
         from thinkc.gist.tokens import add_gist_tokens
 
+        before = len(tokenizer)
         add_gist_tokens(tokenizer, model, cfg)  # no-op for a trained gist model; mechanics only otherwise
+        if len(tokenizer) > before:
+            from thinkc.console import print_warning
+
+            print_warning(f"{name} was never trained with these gist tokens ({len(tokenizer) - before} added now, "
+                          f"untrained): {method} runs the mechanics, its answers are not meaningful")
         spec = GistSpec.from_config(cfg, tokenizer)
     layout = cfg if (cfg is not None and method in GIST_METHODS) else GistConfig(mode="normal")
     policy = make_policy(method, spec=spec, tokenizer=tokenizer, budget=budget, window=window)
