@@ -9,6 +9,7 @@ import typer
 
 def register(app: typer.Typer) -> None:
     app.command("eval")(evaluate)
+    app.command("eval-lighteval")(evaluate_lighteval)
 
 
 def evaluate(
@@ -57,3 +58,48 @@ def evaluate(
         written += write_plots(rows, summaries, plots, plot_id)
     for path in written:
         console.print(f"wrote {path}", highlight=False)
+
+
+def evaluate_lighteval(
+    tasks: str = typer.Option(..., "--tasks", "-t", help="Comma-separated: math500, aime, gpqa, gsm8k, records "
+                                                          "(or lighteval names such as thinkc_math500|0)."),
+    root: Path = typer.Option(Path("benchmarks"), "--root", help="Folder with one subfolder per benchmark (math500/, "
+                                                                 "aime/, gpqa_diamond/, gsm8k/, records/), each "
+                                                                 "holding the dataset's file as test.jsonl."),
+    method: str = typer.Option("lightthinker", "--method", "-m", help="Cache policy, as for `thinkc infer`."),
+    model: Optional[str] = typer.Option(None, "--model", help="As for `thinkc infer`."),
+    gist_config: Optional[str] = typer.Option(None, "--gist-config", help="As for `thinkc infer`."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1),
+    max_new_tokens: int = typer.Option(1024, "--max-new-tokens", min=1),
+    temperature: float = typer.Option(0.0, "--temperature", min=0.0),
+    top_p: float = typer.Option(1.0, "--top-p", min=0.0, max=1.0),
+    seed: int = typer.Option(0, "--seed"),
+    budget: Optional[int] = typer.Option(None, "--budget", min=2),
+    window: Optional[int] = typer.Option(None, "--window", min=1),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    max_samples: Optional[int] = typer.Option(None, "--max-samples", min=1, help="First N problems per task."),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="Save lighteval's results and details here."),
+):
+    """Evaluate with lighteval's Pipeline, offline on local files, decoding through thinkc's engine:
+    the per-sample verdicts (thinkc_match) are those of `thinkc infer` + `thinkc eval`; lighteval's
+    own extractive_match is shown beside them."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from thinkc.eval.lighteval_run import evaluate_with_lighteval
+
+    console = Console()
+    with console.status("lighteval: loading tasks and model, generating"):
+        result = evaluate_with_lighteval(tasks, root, method=method, model=model, max_samples=max_samples,
+                                         output_dir=output_dir, gist_config=gist_config, batch_size=batch_size,
+                                         max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                         seed=seed, budget=budget, window=window, device=device)
+    table = Table(title=f"thinkc eval-lighteval — {method}")
+    for col in ("task", "n", "thinkc_match %", "extractive_match %"):
+        table.add_column(col, justify="left" if col == "task" else "right")
+    for task, samples in result.samples.items():
+        table.add_row(task, str(len(samples)), f"{100 * result.accuracy(task):.1f}",
+                      f"{100 * result.accuracy(task, 'extractive_match'):.1f}")
+    console.print(table)
+    if output_dir:
+        console.print(f"wrote lighteval results under {output_dir}", highlight=False)

@@ -1,0 +1,69 @@
+"""lighteval's Pipeline, offline, decoding through thinkc's engine: on the shipped tiny
+checkpoints it gives the per-sample verdicts and accuracy of `thinkc infer` + `thinkc eval`."""
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+pytest.importorskip("lighteval")
+pytestmark = pytest.mark.slow  # lighteval imports and tiny-model decoding
+
+from thinkc.eval.metrics import evaluate_runs  # noqa: E402
+
+DATA = Path(__file__).parent / "data" / "eval"
+
+
+def _records(n: int) -> list[dict]:
+    """`n` problems of the tiny checkpoints' task (one or two steps, operands up to 9)."""
+    from thinkc.data.synth import synth_records
+
+    return [r.to_dict() for r in synth_records(n, seed=123, min_steps=1, max_steps=2, max_value=9, filler=0.2)]
+
+
+def test_lighteval_doc_prompt_equals_infer_prompt(tmp_path):
+    """Fast: the tokens the thinkc model class feeds for a lighteval Doc are `thinkc infer`'s
+    (chat template + "<think>\\n"), for a math and a GPQA record."""
+    from thinkc.eval.lighteval_tasks import doc_for
+    from thinkc.eval.tasks import load_benchmark, prompt_ids
+    from thinkc.infer.run import load_inputs, prepare
+
+    _, tok, _, build, _ = prepare("lightthinker", "tiny-lightthinker")
+    for path in (DATA / "math500", DATA / "gpqa" / "gpqa_diamond.csv"):
+        infer_recs = load_inputs(path)
+        for rec in load_benchmark(path):
+            doc = doc_for(rec)
+            (same,) = [r for r in infer_recs if r["id"] == rec["id"]]
+            assert build(doc.specific["record"]) == build(same) == prompt_ids(rec, tok)
+            text = tok.decode(build(same))
+            assert text.endswith("<|im_start|>assistant\n<think>\n") and rec["question"] in text
+
+
+@pytest.mark.parametrize("method,model", [("lightthinker", "tiny-lightthinker")])
+def test_lighteval_path_equals_infer_and_eval(tmp_path, method, model):
+    from thinkc.cli.main import app
+    from thinkc.eval.lighteval_run import evaluate_with_lighteval
+
+    root = tmp_path / "bench"
+    (root / "records").mkdir(parents=True)
+    data = root / "records" / "test.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in _records(50)))
+    opts = dict(max_new_tokens=96, batch_size=50)
+
+    run = tmp_path / f"{method}.jsonl"
+    res = CliRunner().invoke(app, ["infer", "--input", str(data), "--output", str(run), "--method", method,
+                                   "--model", model, "--max-new-tokens", "96", "--batch-size", "50",
+                                   "--device", "cpu"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    rows, (summary,) = evaluate_runs([run], data)
+    ours = {r["id"]: r["correct"] for r in rows}
+
+    result = evaluate_with_lighteval("records", root, method=method, model=model, **opts)
+    samples = result.samples["thinkc_records|0"]
+    theirs = {s["id"]: s["metrics"]["thinkc_match"] == 1.0 for s in samples}
+    texts = {r["id"]: r["text"] for r in rows}
+    assert len(theirs) == 50 and {s["id"]: s["text"] for s in samples} == texts  # same generations
+    assert theirs == ours  # same per-sample verdicts
+    assert result.accuracy("thinkc_records|0") == pytest.approx(summary.accuracy)
+    assert 0 < summary.accuracy < 1  # some right, some wrong: the comparison can fail
+    assert all(s["row"]["metrics"]["peak_kv"] > 0 for s in samples)  # thinkc's measurements come back

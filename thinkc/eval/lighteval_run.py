@@ -1,0 +1,95 @@
+"""Run lighteval's Pipeline offline on local benchmark files with thinkc's model class: the
+`thinkc eval-lighteval` command and its Python form `evaluate_with_lighteval`.
+
+Its per-sample verdicts (the `thinkc_match` metric) are those of `thinkc infer` + `thinkc eval`
+on the same problems: the same records, prompt tokens, decoding and grading.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from thinkc.errors import ThinkcError
+from thinkc.eval.lighteval_tasks import TASK_FOLDERS, offline_lighteval, task_name, tasks_module
+
+
+@dataclass
+class LightevalResult:
+    results: dict  # lighteval's final results ({"results": {task: {metric: value}}, ...})
+    samples: dict[str, list[dict]] = field(default_factory=dict)  # task -> [{id, text, metrics: {...}, row}]
+
+    def accuracy(self, task: str, metric: str = "thinkc_match") -> float:
+        """The corpus score of `task` ("thinkc_math500|0"; lighteval keys results "thinkc_math500:0")."""
+        return float(self.results["results"][task.replace("|", ":")][metric])
+
+
+def task_spec(tasks: str) -> str:
+    """"math500,gpqa", "records" or "thinkc_math500|0" -> lighteval's "thinkc_math500|0,..."."""
+    out = []
+    for t in (x.strip() for x in tasks.split(",") if x.strip()):
+        name, _, shots = t.partition("|")
+        aliases = {**{k: task_name(k) for k in TASK_FOLDERS}, **{f: task_name(k) for k, f in TASK_FOLDERS.items()}}
+        name = aliases.get(name, name)
+        if name not in {task_name(k) for k in TASK_FOLDERS}:
+            raise ThinkcError(f"unknown task {t!r}: choose from {', '.join(task_name(k) for k in TASK_FOLDERS)} "
+                              f"(or {', '.join(TASK_FOLDERS)}, {', '.join(TASK_FOLDERS.values())})")
+        out.append(f"{name}|{shots or 0}")
+    if not out:
+        raise ThinkcError("no task given")
+    return ",".join(out)
+
+
+def _check_root(root: Path, spec: str) -> None:
+    folders = {task_name(k): TASK_FOLDERS[k] for k in TASK_FOLDERS}
+    for t in spec.split(","):
+        folder = root / folders[t.split("|")[0]]
+        if not any((folder / f"test.{ext}").is_file() for ext in ("jsonl", "json", "csv", "parquet")):
+            raise ThinkcError(f"{folder}: no test.jsonl/.csv/.parquet (lighteval reads each benchmark from "
+                              f"<root>/<{folders[t.split('|')[0]]}>/test.jsonl)")
+
+
+def evaluate_with_lighteval(tasks: str, root: str | Path, method: str = "lightthinker", model: str | None = None,
+                            max_samples: int | None = None, output_dir: str | Path | None = None,
+                            **infer_options) -> LightevalResult:
+    """lighteval's Pipeline, offline, on `root`/<benchmark>/test.jsonl, decoding with thinkc's engine
+    (`infer_options`: ThinkcModelConfig fields such as max_new_tokens, batch_size, gist_config)."""
+    try:
+        from lighteval.logging.evaluation_tracker import EvaluationTracker
+        from lighteval.pipeline import ParallelismManager, Pipeline, PipelineParameters
+    except ImportError as e:
+        raise ThinkcError(f"lighteval is not installed ({e}): pip install 'thinkc[lighteval]'") from None
+
+    from thinkc.eval.lighteval_model import ThinkcLightevalModel, ThinkcModelConfig
+
+    root = Path(root).expanduser().resolve()
+    spec = task_spec(tasks)
+    _check_root(root, spec)
+    with tempfile.TemporaryDirectory(prefix="thinkc-lighteval-") as tmp:
+        out = Path(output_dir) if output_dir is not None else Path(tmp)
+        config = ThinkcModelConfig(method=method, model=model, cache_dir=str(Path(tmp) / "cache"), **infer_options)
+        lm = ThinkcLightevalModel(config)
+        params = PipelineParameters(launcher_type=ParallelismManager.NONE, custom_tasks_directory=tasks_module(root),
+                                    max_samples=max_samples, remove_reasoning_tags=False)
+        tracker = EvaluationTracker(output_dir=str(out), save_details=output_dir is not None)
+        with offline_lighteval():
+            pipeline = Pipeline(tasks=spec, pipeline_parameters=params, evaluation_tracker=tracker, model=lm)
+        pipeline.evaluate()
+        if output_dir is not None:
+            pipeline.save_and_push_results()
+        results = pipeline.get_results()
+    return LightevalResult(results, _samples(tracker, lm))
+
+
+def _samples(tracker, lm) -> dict[str, list[dict]]:
+    """Per task, per sample: the record id, the generation, lighteval's metric values and the
+    thinkc row (peak KV, dependency, latency...)."""
+    out: dict[str, list[dict]] = {}
+    for task, details in tracker.details_logger.details.items():
+        rows = []
+        for d in details:
+            rid = str(d.doc.specific["record"]["id"])
+            rows.append({"id": rid, "text": d.model_response.text[0] if d.model_response.text else None,
+                         "metrics": dict(d.metric), "row": lm.rows.get(rid)})
+        out[task] = rows
+    return out
