@@ -208,7 +208,7 @@ class DecodeEngine:
                  "seg": seg[:, c0:c0 + W], "doc": torch.where(real, 0, -1),
                  "expire": torch.where(real, expire[:, c0:c0 + W], NEVER)}
             last = (n_real - 1).clamp(min=0)
-            logits = self._forward(r, q, index, c0 + W, last)
+            logits = self._forward(r, q, index, c0 + W, last, prefill=True)
             self.cache.lengths[r] += n_real.to(torch.int32)
             ends_here = (lens > c0) & (lens <= c0 + W)
             out = logits if out is None else torch.where(ends_here[:, None], logits, out)
@@ -216,27 +216,42 @@ class DecodeEngine:
         return out
 
     def _decode_step(self) -> int:
-        """One step of every slot: feed, forward, choose, decide. Returns the rows that produced a token."""
-        W, R = self.W, self.rows
-        kv_len = self.hi + W
-        if self._compiled is not None:  # static key length per bucket (graph capture)
-            kv_len = -(-kv_len // self.kv_bucket) * self.kv_bucket
-        self._ensure(kv_len)
-        index = self.cache.lengths.long()[:, None] + torch.arange(W, device=self.device)[None, :]
-        q = step_queries(R, W)
-        last = (R.feed_n - 1).clamp(min=0)
-        logits, vis_last = self._forward(None, q, index, kv_len, last, want_vis=True)
+        """One step of every slot: each live row feeds its token (one width-1 forward over all slots,
+        the captured one); rows ending a thought then feed the rest of their gist block in a second
+        forward of those rows alone (so a block costs its own tokens, not the batch's). Then choose,
+        decide. Returns the rows that produced a token."""
+        R = self.rows
         n_live = self._live_count
         live = R.feed_n > 0
-        self.cache.lengths += R.feed_n.to(torch.int32)
+        logits, vis_last = self._feed(None, 0, 1, R.feed_n.clamp(max=1))
+        if self.W > 1:
+            r = torch.tensor([s for s in range(self.B) if self._feed_host[s] > 1], device=self.device)
+            block_logits, block_vis = self._feed(r, 1, self.Wb - 1, R.feed_n[r] - 1)
+            logits[r], vis_last[r] = block_logits, block_vis
         R.peak = torch.where(live, torch.maximum(R.peak, self.cache.lengths.long()), R.peak)
         R.next_pos += R.feed_n
-        self.hi += W
-        self._decide(live, self._choose(logits, live), vis_last, compact=self.budgeted or W > 1)
+        self._decide(live, self._choose(logits, live), vis_last, compact=self.budgeted or self.W > 1)
         self.steps += 1
         return n_live
 
-    def _forward(self, r, q: dict, index, kv_len: int, last, want_vis: bool = False):
+    def _feed(self, r, start: int, W: int, n_real: torch.Tensor):
+        """Forward feed columns [start, start + W) of rows r (None: all slots); lengths grow by n_real."""
+        kv_len = self.hi + W
+        if self._compiled is not None and r is None:  # static key length per bucket (graph capture)
+            kv_len = -(-kv_len // self.kv_bucket) * self.kv_bucket
+        self._ensure(kv_len)
+        lengths = self.cache.lengths if r is None else self.cache.lengths[r]
+        index = lengths.long()[:, None] + torch.arange(W, device=self.device)[None, :]
+        q = step_queries(self.rows, r, start, W, n_real)
+        out = self._forward(r, q, index, kv_len, (n_real - 1).clamp(min=0), want_vis=True)
+        if r is None:
+            self.cache.lengths += n_real.to(torch.int32)
+        else:
+            self.cache.lengths[r] += n_real.to(torch.int32)
+        self.hi += W
+        return out
+
+    def _forward(self, r, q: dict, index, kv_len: int, last, want_vis: bool = False, prefill: bool = False):
         """Write q's metadata, build the rule's mask, run the model on the cache; logits at `last`."""
         self.slots.write(r, index, q)
         vis = step_mask(self.slots, q, r, kv_len, self.policy.flags)
@@ -256,11 +271,8 @@ class DecodeEngine:
             else:
                 self.slots.score[r, :kv_len] += self.sink.acc
         b = torch.arange(last.shape[0], device=self.device)
-        if self.record and r is None:
-            for s in range(self.B):
-                if self.owner[s] is not None and self._feed_host[s] > 0:
-                    pos = int(q["pos"][s, 0]) + self._feed_host[s] - 1
-                    self._meta[s]["logits"].append((pos, logits[s].cpu().clone()))
+        if self.record and not prefill:
+            self._record_logits(r, q, last, logits)
         if want_vis:
             return logits, vis[b, last].sum(-1)
         return logits
@@ -351,6 +363,17 @@ class DecodeEngine:
             t = getattr(S, f)
             pad = torch.full((t.shape[0], C - t.shape[1]), fill, dtype=t.dtype, device=t.device)
             setattr(S, f, torch.cat([t, pad], 1))
+
+    def _record_logits(self, r, q: dict, last, logits) -> None:
+        """Test/debug path: each row's logits at its last real query, with that query's position.
+        A row that feeds a gist block after its token keeps only the block's (the last) logits."""
+        rows = list(range(self.B)) if r is None else r.tolist()
+        for j, s in enumerate(rows):
+            if self.owner[s] is None or not bool(q["doc"][j, 0] >= 0):
+                continue
+            if r is None and self._feed_host[s] > 1:
+                continue  # its block follows in this step
+            self._meta[s]["logits"].append((int(q["pos"][j, last[j]]), logits[j].cpu().clone()))
 
     def _record(self, r, q: dict) -> None:
         """Test/debug path: the augmented sequence each row is fed (positions are absolute)."""

@@ -55,15 +55,17 @@ class GistTemplates:
         return cls(tok.to(device), role.to(device), n.to(device), o_index.to(device), W, kept)
 
 
-def step_queries(rows: Rows, W: int) -> dict:
-    """Query metadata [B, W] of what each row feeds at this step (padding beyond feed_n)."""
-    B = rows.feed_n.shape[0]
-    ar = torch.arange(W, device=rows.feed_n.device)[None, :]
-    real = ar < rows.feed_n[:, None]
-    return {"token": rows.feed_token[:, :W], "pos": rows.next_pos[:, None] + ar,
-            "role": torch.where(real, rows.feed_role[:, :W], torch.zeros_like(rows.feed_role[:, :W])),
-            "seg": rows.feed_seg[:, None].expand(B, W), "doc": torch.where(real, 0, -1),
-            "expire": torch.where(real, rows.feed_expire[:, :W], NEVER)}
+def step_queries(rows: Rows, r, start: int, W: int, n_real: torch.Tensor) -> dict:
+    """Query metadata [b, W] of feed columns [start, start + W) of rows `r` (None: all); the first
+    n_real [b] of them are real, the rest padding."""
+    pick = (lambda t: t) if r is None else (lambda t: t[r])
+    b = n_real.shape[0]
+    ar = torch.arange(W, device=n_real.device)[None, :]
+    real = ar < n_real[:, None]
+    tok, role, exp = (pick(t)[:, start:start + W] for t in (rows.feed_token, rows.feed_role, rows.feed_expire))
+    return {"token": tok, "pos": pick(rows.next_pos)[:, None] + start + ar, "role": torch.where(real, role, 0),
+            "seg": pick(rows.feed_seg)[:, None].expand(b, W), "doc": torch.where(real, 0, -1),
+            "expire": torch.where(real, exp, NEVER)}
 
 
 def step_mask(slots: Slots, q: dict, rows_idx, kv_len: int, flags) -> torch.Tensor:
