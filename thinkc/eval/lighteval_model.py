@@ -64,9 +64,10 @@ class ThinkcLightevalModel(LightevalModel):
         from thinkc.infer.sampling import SamplingConfig
 
         c = self.config
+        extra = {"budget": c.budget, "window": c.window, "gist_config": c.gist_config}  # as `thinkc infer` records them
         return InferSettings(method=c.method, model_label=self.label, batch_size=c.batch_size,
                              max_new_tokens=c.max_new_tokens, sampling=SamplingConfig(c.temperature, c.top_p, c.seed),
-                             compress_every=c.compress_every)
+                             compress_every=c.compress_every, extra={k: v for k, v in extra.items() if v is not None})
 
     def greedy_until(self, docs: list) -> list[ModelResponse]:
         """Decode the docs' records as `thinkc infer` would (same prompts, policy and sampling)."""

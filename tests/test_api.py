@@ -1,0 +1,53 @@
+"""The README's Python API example runs, and gives what `thinkc infer` gives for the same prompt."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+README = Path(__file__).parents[1] / "README.md"
+
+
+def _readme_example() -> str:
+    section = README.read_text().split("## Python API", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_readme_example_equals_thinkc_infer(tmp_path, capsys):
+    from thinkc.cli.main import app
+
+    code = _readme_example()
+    scope: dict = {}
+    exec(compile(code, str(README), "exec"), scope)  # noqa: S102 — the documented example itself
+    (out,) = scope["outs"]
+    printed = capsys.readouterr().out.split()
+    assert printed[:3] == [str(out.answer), str(out.metrics["peak_kv"]), str(out.metrics["compressions"])]
+
+    question = re.search(r'generate\(\["(.*?)"\]', code, re.S).group(1)
+    run = tmp_path / "run.jsonl"
+    res = CliRunner().invoke(app, ["infer", "--prompt", question, "--output", str(run), "--method", "lightthinker",
+                                   "--model", "tiny-lightthinker", "--max-new-tokens", "96", "--device", "cpu"],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    (row,) = [json.loads(line) for line in run.read_text().splitlines()]
+    assert (out.id, out.text, out.answer, out.prompt_tokens) == (row["id"], row["text"], row["pred"], row["prompt_tokens"])
+    timeless = lambda m: {k: v for k, v in m.items() if k != "wall_s"}  # noqa: E731
+    assert timeless(out.metrics) == timeless(row["metrics"]) and out.metrics["generated_tokens"] > 0
+
+
+def test_prompt_ids_end_with_the_think_prefill_and_bad_input_is_refused():
+    from thinkc.api import load
+    from thinkc.errors import ThinkcError
+
+    lt = load("tiny-sft", method="vanilla")
+    ids = lt.prompt_ids({"question": "2 + 2?", "system": "Be brief."})
+    text = lt.tokenizer.decode(ids)
+    assert text.startswith("<|im_start|>system\nBe brief.") and text.endswith("<|im_start|>assistant\n<think>\n")
+    with pytest.raises(ThinkcError, match="empty"):
+        lt.generate(["  "])
+    with pytest.raises(ThinkcError, match="choose one of"):
+        load("tiny-sft", method="beam")
+    assert lt.generate([]) == []
