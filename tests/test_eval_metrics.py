@@ -172,8 +172,9 @@ def test_gold_copied_by_infer_is_used_without_reference(tmp_path):
 
 
 def test_run_time_comes_from_the_run_summary_not_a_sum(runs):
-    side = runs[0].with_name("vanilla.summary.json")
-    side.write_text(json.dumps({"wall_s": 0.8, "generated_tokens": 22}))
+    from thinkc.eval.metrics import write_run_totals
+
+    assert write_run_totals(runs[0], 0.8, 22, 4) == runs[0].with_name("vanilla.summary.json")
     _, summaries = evaluate_runs(runs, DATA / "records.jsonl")
     v, lt = summaries
     # 4 samples of 0.5 s each decoded together in 0.8 s: the run took 0.8 s, not 2.0 s

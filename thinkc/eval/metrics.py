@@ -109,10 +109,25 @@ def _check_copied_gold(rows: list[dict], gold: dict[str, str]) -> None:
                           "there; pass the file the runs were made from as --reference")
 
 
+def run_summary_path(run_path: str | Path) -> Path:
+    """runs/x.jsonl -> runs/x.summary.json: where a run's totals live."""
+    p = Path(run_path)
+    return p.with_name(p.name.removesuffix(".jsonl") + ".summary.json")
+
+
+def write_run_totals(run_path: str | Path, wall_s: float, generated_tokens: int, samples: int) -> Path:
+    """Write the run's totals beside it (what `run_totals` reads), e.g. from thinkc.infer.run.RunStats."""
+    from thinkc.io import write_json
+
+    side = run_summary_path(run_path)
+    write_json(side, {"wall_s": wall_s, "generated_tokens": generated_tokens, "samples": samples,
+                      "tokens_per_s": generated_tokens / wall_s if wall_s > 0 else None})
+    return side
+
+
 def run_totals(run_path: str | Path) -> dict:
     """{"wall_s", "tokens_per_s"} of a whole run from `<run>.summary.json` beside it ({} if none)."""
-    p = Path(run_path)
-    side = p.with_name(p.name.removesuffix(".jsonl") + ".summary.json")
+    side = run_summary_path(run_path)
     if not side.is_file():
         return {}
     import json
