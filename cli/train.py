@@ -109,6 +109,8 @@ def summary(r) -> str:
         parts.append(f"loss {r.first_loss:.3f} (1 step logged)")
     else:
         parts.append(f"loss {r.first_loss:.3f} -> {r.last_loss:.3f} ({r.losses_logged} logged)")
+    if r.startup_s is not None and r.startup_s >= 1:
+        parts.append(f"start-up {r.startup_s:.1f} s")
     if r.first_step_s is not None:
         steady = f" then {r.steady_s_per_step:.3f} s/step" if r.steady_s_per_step is not None else ""
         parts.append(f"first step {r.first_step_s:.2f} s{steady}")

@@ -38,7 +38,7 @@ def test_eval_split_timing_last_step_and_tensorboard(tmp_path):
     assert r.eval["eval_trigger_ends"] > 0  # thought ends in the 6 held-out problems
     assert any("eval_loss" in row for row in log)
     end = next(row for row in log if "train_runtime" in row)
-    assert end["first_step_s"] > 0 and end["steady_s_per_step"] > 0
+    assert end["startup_s"] >= 0 and end["first_step_s"] > 0 and end["steady_s_per_step"] > 0
     assert r.first_step_s == pytest.approx(end["first_step_s"], abs=1e-3)
     line = summary(r)
     assert f"loss {r.first_loss:.3f} -> {r.last_loss:.3f} (2 logged)" in line and "then" in line

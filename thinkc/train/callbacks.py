@@ -100,16 +100,25 @@ def read_log(path: str | Path) -> list[dict]:
 
 
 class StepTimerCallback(TrainerCallback):
-    """Honest step timing: the first optimiser step (compilation, DeepSpeed/allocator warm-up, first
-    data loads) apart from the steady s/step of the rest. Added to the Trainer's closing log line
-    (`first_step_s`, `steady_s_per_step`), so the JSONL log and the summary carry both."""
+    """Honest step timing: the start-up inside Trainer.train before the first step (DeepSpeed
+    initialisation and its op builds, checkpoint loading), the first optimiser step (warm-up, first
+    data loads) and the steady s/step of the rest, each apart. Added to the Trainer's closing log
+    line (`startup_s`, `first_step_s`, `steady_s_per_step`): the JSONL log and the summary carry them.
+    Call `start()` right before trainer.train()."""
 
     def __init__(self):
-        self.t0 = self.t_first = self.t_last = None
+        self.t_call = self.t0 = self.t_first = self.t_last = None
         self.steps = 0
+
+    def start(self):
+        self.t_call = time.perf_counter()
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.t0, self.steps = time.perf_counter(), 0
+
+    @property
+    def startup_s(self):
+        return None if self.t_call is None or self.t0 is None else self.t0 - self.t_call
 
     def on_step_end(self, args, state, control, **kwargs):
         now = time.perf_counter()
@@ -130,6 +139,7 @@ class StepTimerCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs is not None and "train_runtime" in logs:
+            logs["startup_s"] = None if self.startup_s is None else round(self.startup_s, 4)
             logs["first_step_s"] = None if self.first_step_s is None else round(self.first_step_s, 4)
             logs["steady_s_per_step"] = None if self.steady_s_per_step is None else round(self.steady_s_per_step, 4)
 

@@ -109,7 +109,7 @@ class GistSetup:
     config: Any  # GistConfig
     flags: GistFlags
     new_token_ids: list[int]
-    make: Any  # record -> GistSample
+    make: Any  # record -> list[GistSample] (two with hybrid)
 
 
 def setup_gist(cfg: TrainConfig, tokenizer, model) -> GistSetup:
@@ -118,8 +118,9 @@ def setup_gist(cfg: TrainConfig, tokenizer, model) -> GistSetup:
     from thinkc.gist.tokens import add_gist_tokens
 
     gcfg = GistConfig.load(cfg.gist_config_name)
+    # the run's row length: recover mode fits its recovery segment into it (the original's budget)
     gcfg = gcfg.replace(train_on_input=cfg.data.train_on_input or gcfg.train_on_input,
-                        max_length=max(gcfg.max_length, cfg.data.max_length))
+                        max_length=cfg.data.max_length)
     before = len(tokenizer)
     add_gist_tokens(tokenizer, model, gcfg)
     new_ids = list(range(before, len(tokenizer)))
@@ -140,7 +141,8 @@ class TrainResult:
     tokens: int
     truncated: int
     seconds: float
-    first_step_s: Optional[float]  # the first optimiser step alone (warm-up, DeepSpeed start-up)
+    startup_s: Optional[float]  # inside Trainer.train before step 1 (DeepSpeed init, checkpoint load)
+    first_step_s: Optional[float]  # the first optimiser step alone (warm-up, first batches)
     steady_s_per_step: Optional[float]  # the mean of the steps after it
     eval: dict = field(default_factory=dict)  # eval_loss (+ eval_trigger_recall for lightthinker)
 
@@ -209,6 +211,7 @@ def run_training(cfg: TrainConfig, console: Optional[Console] = None) -> TrainRe
     timer = StepTimerCallback()
     trainer = build_trainer(cfg, model, args, tokenizer, gist, (SampleDataset(samples), eval_ds), console, timer)
     n_log = len(read_log(out / LOG_FILE))
+    timer.start()
     trainer.train(resume_from_checkpoint=ckpt)
     evaluated = final_eval(trainer) if eval_ds is not None else {}
     final = save_final(cfg, trainer, tokenizer, gist)
@@ -217,7 +220,7 @@ def run_training(cfg: TrainConfig, console: Optional[Console] = None) -> TrainRe
     return TrainResult(final_dir=final, global_step=trainer.state.global_step, resumed_from=ckpt,
                        first_loss=log[0]["loss"] if log else None, last_loss=log[-1]["loss"] if log else None,
                        losses_logged=len(log), samples=stats.samples, tokens=stats.tokens, truncated=stats.truncated,
-                       seconds=time.time() - t0, first_step_s=timer.first_step_s,
+                       seconds=time.time() - t0, startup_s=timer.startup_s, first_step_s=timer.first_step_s,
                        steady_s_per_step=timer.steady_s_per_step, eval=evaluated)
 
 
