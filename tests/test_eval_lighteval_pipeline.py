@@ -67,3 +67,21 @@ def test_lighteval_path_equals_infer_and_eval(tmp_path, method, model):
     assert result.accuracy("thinkc_records|0") == pytest.approx(summary.accuracy)
     assert 0 < summary.accuracy < 1  # some right, some wrong: the comparison can fail
     assert all(s["row"]["metrics"]["peak_kv"] > 0 for s in samples)  # thinkc's measurements come back
+
+
+def test_eval_lighteval_command(tmp_path):
+    import shutil
+
+    from thinkc.cli.main import app
+    from thinkc.errors import ThinkcError
+
+    root = tmp_path / "bench"
+    shutil.copytree(DATA / "math500", root / "math500")
+    args = ["eval-lighteval", "--tasks", "math500", "--root", str(root), "--method", "vanilla", "--model", "tiny-sft",
+            "--max-new-tokens", "8", "--max-samples", "2", "--output-dir", str(tmp_path / "out")]
+    res = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "thinkc_math500|0" in res.output and "thinkc_match" in res.output
+    assert list((tmp_path / "out").rglob("results_*.json"))  # lighteval's own results file
+    res = CliRunner().invoke(app, [*args[:3], "--root", str(tmp_path / "none")])
+    assert isinstance(res.exception, ThinkcError) and "test.jsonl" in str(res.exception)
