@@ -154,8 +154,8 @@ def test_recover_fits_max_length_and_hybrid_adds_prompt_recovery(tokenizer):
     assert len(short) == rec_at + 2 + len(first) and short.meta.seg[rec_at + 1:-1].unique().numel() == 1
     none = build_sample(REC, tokenizer, cfg.replace(max_length=rec_at + 2))  # no room: the aug sample only
     assert torch.equal(none.input_ids, full.input_ids[:rec_at]) and (none.meta.role != Role.RECOVER).all()
-    cut = build_sample(REC, tokenizer, cfg.replace(max_length=rec_at - 5))  # over-long: trimmed, not dropped
-    assert torch.equal(cut.input_ids, full.input_ids[:rec_at - 5])
+    (cut,), stats = build_samples([REC], tokenizer, cfg.replace(max_length=rec_at - 5))  # trimmed, not dropped
+    assert torch.equal(cut.input_ids, full.input_ids[:rec_at - 5]) and stats.trimmed == 1
     both = build_record_samples(REC, tokenizer, cfg.replace(hybrid=True))
     assert len(both) == 2 and torch.equal(both[0].input_ids, full.input_ids)
     p = both[1]
@@ -226,3 +226,20 @@ def test_anllm_with_fed_anchor_variant(tokenizer):
     assert int(s.meta.expire[at - 1]) == at + 1  # S_0 expires just past its anchor
     with pytest.raises(ThinkcError, match="use_output_token"):
         GistConfig(anllm=True)
+
+
+def test_trainer_rows_recover_hybrid(tokenizer):
+    """`thinkc train` rows: hybrid gives two samples per record, the recovery fits data.max_length."""
+    from thinkc.train.config import load_config
+    from thinkc.train.dataset import build_samples as train_samples, sample_builder
+
+    cfg, full = _setup(tokenizer, mode="recover", hybrid=True)
+    n = len(full) - 3  # the last thought's recovery no longer fits
+    tcfg = load_config(overrides={"method": "lightthinker", "model": {"init": "tiny"}, "train": {"output": "unused"},
+                                  "data": {"train": "synth", "max_length": n}})
+    rows, stats = train_samples([REC, REC], tokenizer, tcfg, sample_builder(tokenizer, cfg.replace(max_length=n)))
+    assert stats.samples == 4 and stats.truncated == 0
+    main, prompt = rows[0], rows[1]
+    assert len(main) <= n and main.meta.role[-1] == Role.RECOVER and main.input_ids[-1] == tokenizer.eos_token_id
+    assert main.meta.seg[main.meta.role == Role.RECOVER].unique().tolist() == [-1, 3, 4]  # thoughts 1, 2 of 3 (segs 0-2: the question)
+    assert (prompt.meta.role != Role.RECOVER).all() and prompt.input_ids[-1] == tokenizer.eos_token_id

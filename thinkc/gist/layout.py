@@ -287,15 +287,17 @@ def _main_seq(record, tokenizer, cfg: GistConfig) -> _Seq:
 
 def build_sample(record, tokenizer, cfg: GistConfig) -> GistSample:
     """One record (thinkc.data.schema.Record or a dict with question/thinking/answer[/system]) in
-    the gist layout, trimmed to cfg.max_length. The tokenizer must already hold the gist tokens
-    (add_gist_tokens). With `hybrid`, build_record_samples also gives the prompt-recovery sample."""
-    return _main_seq(record, tokenizer, cfg).sample(cfg).prefix(cfg.max_length)
+    the gist layout. The tokenizer must already hold the gist tokens (add_gist_tokens). Not trimmed
+    (build_samples and the trainer trim to max_length); recover mode fits its recovery into
+    cfg.max_length. With `hybrid`, build_record_samples also gives the prompt-recovery sample."""
+    return _main_seq(record, tokenizer, cfg).sample(cfg)
 
 
-def _record_samples(record, tokenizer, cfg: GistConfig) -> list[GistSample]:
-    """Untrimmed: the layout's sample, and with `hybrid` the original's separate prompt-recovery
-    sample (the compressed prompt, then <|recover|> + its sentences + EOS, trained)."""
-    out = [_main_seq(record, tokenizer, cfg).sample(cfg)]
+def build_record_samples(record, tokenizer, cfg: GistConfig) -> list[GistSample]:
+    """The training samples of one record, not trimmed: the layout's sample, and with `hybrid` the
+    original's separate prompt-recovery sample (the compressed prompt, then <|recover|> + its
+    sentences + EOS, trained)."""
+    out = [build_sample(record, tokenizer, cfg)]
     if cfg.hybrid:
         b = _Builder(tokenizer, cfg)
         b.prompt(record)
@@ -303,11 +305,6 @@ def _record_samples(record, tokenizer, cfg: GistConfig) -> list[GistSample]:
         b.seq.close_plain_prefill()
         out.append(b.seq.sample(cfg))
     return out
-
-
-def build_record_samples(record, tokenizer, cfg: GistConfig) -> list[GistSample]:
-    """The training samples of one record (two with `hybrid`), each trimmed to cfg.max_length."""
-    return [s.prefix(cfg.max_length) for s in _record_samples(record, tokenizer, cfg)]
 
 
 def build_prompt_sample(record_or_question, tokenizer, cfg: GistConfig) -> GistSample:
@@ -340,7 +337,7 @@ def build_samples(records: Iterable, tokenizer, cfg: GistConfig,
         raise ThinkcError(f"overlong must be 'trim' or 'drop', got {overlong!r}")
     kept, dropped, trimmed = [], 0, 0
     for r in records:
-        for s in _record_samples(r, tokenizer, cfg):
+        for s in build_record_samples(r, tokenizer, cfg):
             if len(s) > cfg.max_length:
                 if overlong == "drop":
                     dropped += 1

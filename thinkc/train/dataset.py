@@ -68,13 +68,14 @@ def field_of(record: Any, name: str, default=None):
 
 # ---------------------------------------------------------------- layouts
 
-def sample_builder(tokenizer, gist_config) -> Callable[[Any], GistSample]:
-    """record -> GistSample. sft uses the gist layout builder in `normal` mode (plain chat:
-    prompt + "<think>\\n" thoughts "</think>\\n\\n" answer EOS, causal metadata), so every method
-    shares one tokenisation path and one prompt format (the one `thinkc infer` uses)."""
-    from thinkc.gist.layout import build_sample
+def sample_builder(tokenizer, gist_config) -> Callable[[Any], list[GistSample]]:
+    """record -> its GistSamples (one; two with the gist config's `hybrid`). sft uses the gist layout
+    builder in `normal` mode (plain chat: prompt + "<think>\\n" thoughts "</think>\\n\\n" answer EOS,
+    causal metadata), so every method shares one tokenisation path and one prompt format (the one
+    `thinkc infer` uses)."""
+    from thinkc.gist.layout import build_record_samples
 
-    return lambda r: build_sample(r, tokenizer, gist_config)
+    return lambda r: build_record_samples(r, tokenizer, gist_config)
 
 
 def sft_gist_config(cfg: TrainConfig):
@@ -112,11 +113,11 @@ class SampleStats:
 
 
 def build_samples(records: list, tokenizer, cfg: TrainConfig,
-                  make: Callable[[Any], GistSample]) -> tuple[list[GistSample], SampleStats]:
-    """Tokenise every record with `make`, cut or drop over-long samples (data.overlong), pack."""
+                  make: Callable[[Any], Any]) -> tuple[list[GistSample], SampleStats]:
+    """Tokenise every record with `make` (a sample or a list of them), cut or drop over-long samples
+    (data.overlong), pack."""
     out, truncated = [], 0
-    for r in records:
-        s = make(r)
+    for s in (s for r in records for s in _as_list(make(r))):
         if len(s) > cfg.data.max_length:
             truncated += 1
             if cfg.data.overlong == "drop":
@@ -130,6 +131,10 @@ def build_samples(records: list, tokenizer, cfg: TrainConfig,
     stats = SampleStats(len(records), len(out), truncated, sum(len(s) for s in out),
                         sum(int((s.labels != IGNORE_INDEX).sum()) for s in out))
     return out, stats
+
+
+def _as_list(made) -> list:
+    return made if isinstance(made, list) else [made]
 
 
 class SampleDataset(torch.utils.data.Dataset):
