@@ -241,5 +241,6 @@ def test_trainer_rows_recover_hybrid(tokenizer):
     assert stats.samples == 4 and stats.truncated == 0
     main, prompt = rows[0], rows[1]
     assert len(main) <= n and main.meta.role[-1] == Role.RECOVER and main.input_ids[-1] == tokenizer.eos_token_id
-    assert main.meta.seg[main.meta.role == Role.RECOVER].unique().tolist() == [-1, 3, 4]  # thoughts 1, 2 of 3 (segs 0-2: the question)
+    # segs 0-2 are the question's sentences: the first two of the three thoughts are recovered
+    assert main.meta.seg[main.meta.role == Role.RECOVER].unique().tolist() == [-1, 3, 4]
     assert (prompt.meta.role != Role.RECOVER).all() and prompt.input_ids[-1] == tokenizer.eos_token_id

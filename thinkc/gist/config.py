@@ -7,7 +7,24 @@
 
 Named configs live in the repository's configs/gist/*.json. An installed package has no configs/
 folder, so the same presets are also kept here (`PRESETS`); a test checks the two never drift.
-A name resolves to the JSON file when the repository is there, else to the preset."""
+A name resolves to the JSON file when the repository is there, else to the preset.
+
+Changed to follow the original LightThinker code (issue 10; mapping table in thinkc/gist/rule.py):
+- prefill_compress now means what the original's flag means, and defaults to true (the original's
+  default). true: the prompt is compressed during prefill (sentence-level rule in the prompt square);
+  this is what an old config without the key, or with false, gave. false: plain lower-triangular
+  prefill, flags cleared on the prompt's cache tokens, the sentences visible until the first thought
+  (an old config with true gave nearly this, but kept the flags there).
+- aug / recover prompt blocks are the sentence's n cache tokens only (no instruction, no [o]), and
+  the system prompt's sentences are compressed too: models trained with the old aug / recover
+  layout need retraining (or an old checkout) to be evaluated faithfully.
+- recover: the recovery segment sees only the prompt and the gist blocks, rebuilds the thoughts with
+  their trigger, restarts its positions after the last [o], and is fitted into max_length; hybrid
+  is now a separate prompt-recovery sample (it used to prepend the question to the recovery text).
+- over-long samples are trimmed to max_length (layout.build_samples(overlong="drop") keeps the old
+  drop; `thinkc train` has data.overlong).
+- the "anllm" preset is the original's AnLLM layout (anllm=true); anllm=false with
+  use_output_token=false keeps thinkc's older variant (<w> emitted, anchor fed, not trained)."""
 from __future__ import annotations
 
 import dataclasses

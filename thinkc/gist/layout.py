@@ -263,7 +263,8 @@ def _prompt_parts(record, tokenizer, split_system: bool = False) -> tuple[str, .
     if sys_text != _SYS_SENTINEL:
         return prefix, "", "", question, suffix
     if prefix.count(_SYS_SENTINEL) != 1:
-        raise ThinkcError("the tokenizer's chat template does not place the system message verbatim before the question")
+        raise ThinkcError("the tokenizer's chat template does not place the system message verbatim "
+                          "before the question")
     before, middle = prefix.split(_SYS_SENTINEL)
     return before, system, middle, question, suffix
 
