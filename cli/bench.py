@@ -132,6 +132,23 @@ def decode(model: str = typer.Option("smollm2", help="Model: local folder, smoll
 
 
 @app.command()
+def batching(model: str = typer.Option("tiny-sft", help="Model (a checkpoint with a tokenizer)."),
+             n: int = typer.Option(200, min=1, help="Synthetic test problems."),
+             batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Decode slots."),
+             max_new_tokens: int = typer.Option(512, "--new-tokens", "--max-new-tokens", min=1, help="Generation limit."),
+             method: str = typer.Option("vanilla", help="Cache policy."),
+             device: Optional[str] = DEVICE,
+             json: Optional[Path] = typer.Option(None, help="Where to write the JSON results.")):
+    """thinkc infer's scheduling: fixed batches vs continuous batching on the same problems (same tokens)."""
+    from thinkc.bench.decode import run_batching_bench
+
+    dev = _device(device)
+    rows = run_batching_bench(model, n=n, batch_size=batch_size, max_new_tokens=max_new_tokens, method=method,
+                              device=dev)
+    _finish("batching", dev, rows, json)
+
+
+@app.command()
 def cts(model: str = typer.Option("smollm2", help="Reference model: local folder, smollm2 or a shipped tiny name."),
         n: int = typer.Option(16, help="Synthetic records scored."),
         backends: List[str] = typer.Option(["native", "llmlingua"], "--backend", help="Scoring backends."),

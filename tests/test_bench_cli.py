@@ -73,3 +73,9 @@ def test_reorder_study_counts_tiles_of_the_reference_mask():
     assert study["tiles_computed"] == computed_tile_fraction(vis, 64)
     # short thoughts: the gist mask needs about as many tiles as causal; reordering needs far fewer
     assert study["tiles_computed_reordered"] < 0.7 * study["tiles_computed"]
+
+
+def test_bench_batching_same_tokens(tmp_path):
+    rows = _bench(tmp_path, "batching", "--model", "tiny-sft", "--n", "6", "-b", "2", "--new-tokens", "24")
+    assert [r["schedule"] for r in rows] == ["fixed batches", "continuous batching"]
+    assert all(r["same_tokens"] and r["tokens"] > 0 for r in rows)
