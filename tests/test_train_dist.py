@@ -59,3 +59,17 @@ def test_deepspeed_two_cpu_processes(tmp_path, stage):
     model = AutoModelForCausalLM.from_pretrained(out / "final")  # ZeRO-3: 16-bit weights gathered on save
     assert model.get_input_embeddings().weight.shape[1] == 32
     assert json.loads((out / "final" / "config.json").read_text())["hidden_size"] == 32
+
+
+def test_fsdp2_accelerate_config_is_valid():
+    """configs/accelerate/fsdp2.yaml is what `accelerate launch --config_file` reads: FSDP, version 2,
+    a full state dict on save (ordinary safetensors in final/). accelerate runs FSDP on accelerators
+    only (on CPU it falls back to DDP), so the run itself is a GPU check (docs/training.md)."""
+    from accelerate.commands.config.config_args import ClusterConfig
+    from accelerate.utils import DistributedType
+
+    from thinkc.train.shipped import shipped
+
+    c = ClusterConfig.from_yaml_file(str(shipped("accelerate", "fsdp2", ".yaml")))
+    assert c.distributed_type == DistributedType.FSDP and c.fsdp_config["fsdp_version"] == 2
+    assert c.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT" and not c.use_cpu
