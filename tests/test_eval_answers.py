@@ -89,3 +89,20 @@ def test_letters_and_boxes_helpers():
     assert gold_from_reference("Total: \\boxed{30\\text{ km}}.") == "30\\text{ km}"
     assert gold_from_reference("600 * 2 = 1200\n#### 1,200") == "1200"
     assert gold_from_reference(" 401 ") == "401"
+
+
+# MATH-500-shaped golds written after "The answer is" without $...$ (the hand-written extractor
+# graded 352/500 such sentences right); each must grade right, and a perturbed one wrong.
+BARE_GOLDS = [
+    ("\\frac{14}{3}", "\\frac{13}{3}"), ("6 - 5i", "6 + 5i"), ("p - q", "q - p"), ("3, 5, 7", "3, 5, 8"),
+    ("y = 2x + 3", "y = 2x + 4"), ("[-2, 2]", "[-2, 3]"), ("\\{1,2\\}", "\\{1,3\\}"), ("10\\%", "20\\%"),
+    ("(1,-2)", "(1,2)"), ("2\\sqrt{2}", "3\\sqrt{2}"), ("\\text{Evelyn}", "\\text{Bob}"), ("1,\\!000", "1,\\!001"),
+    ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix} 1 \\\\ 3 \\end{pmatrix}"),
+]
+
+
+@pytest.mark.parametrize("gold,other", BARE_GOLDS)
+@pytest.mark.parametrize("template", ["The answer is {}.", "So the final answer is {}", "Answer: {}"])
+def test_bare_answers_grade_against_their_gold(gold, other, template):
+    assert is_correct(extract_answer(template.format(gold)), gold)
+    assert not is_correct(extract_answer(template.format(other)), gold)

@@ -10,8 +10,9 @@ thinkc keeps only what math-verify does not do; each place is marked "not math-v
 - GSM8K's "#### N" reference lines (`gold_from_reference`);
 - clean-up before parsing: \\fbox -> \\boxed, \\textbf{x} -> x, an escaped dollar (a currency
   sign, "$\\$36$") dropped, and only the text after </think> when the model wrote an answer there;
-- a bare LaTeX answer after "the answer is" (2\\sqrt{3}, x^2+1, 6 - 5i): math-verify's unanchored
-  expression parser stops at the first number, so the span is wrapped in $...$ and parsed as LaTeX.
+- a math answer without $...$ after "the answer is" (2\\sqrt{3}, 6 - 5i, p - q, [-2, 2], 3, 5, 7):
+  math-verify's plain-expression parser stops at the first number, so the span is wrapped in $...$
+  and parsed by math-verify as LaTeX.
 """
 from __future__ import annotations
 
@@ -27,7 +28,6 @@ _GSM_ANSWER = re.compile(r"####\s*(.+)")
 _OPTION_ALONE = re.compile(r"\(([A-J])\)|\b([A-J])\)")
 _TEXTBF = re.compile(r"\\textbf\{([^{}]*)\}")
 _SENTENCE_END = re.compile(r"\.(?=\s|$)|\n|\s+[A-Za-z]{2,}\b")  # "." ending a sentence, a line, a word
-_COMPLEX = re.compile(r"\d\s*i\b|[+-]\s*i\b")
 
 
 def _boxed_contents(text: str) -> list[str]:
@@ -103,17 +103,25 @@ def _letter_answer(text: str, boxed: str | None) -> str | None:
 
 
 def _bare_latex_answer(text: str) -> str | None:
-    """Not math-verify: "the answer is 2\\sqrt{3}" / "x^2+1" / "6 - 5i" without $...$. math-verify's
-    plain-expression parser keeps only "2" / "6" there, so the span (up to the end of the sentence
-    or the first word) is wrapped in $...$ and parsed by math-verify's LaTeX extractor."""
+    """Not math-verify: a math answer without $...$ after "the answer is": "2\\sqrt{3}", "6 - 5i",
+    "p - q", "3, 5, 7", "[-2, 2]", "10\\%". math-verify's plain-expression parser keeps only the
+    first number there, so the span (up to the end of the sentence or the first word) is wrapped in
+    $...$ and parsed by math-verify's LaTeX extractor. A numeric chain "9 * 2 = 18" gives its result."""
     spans = _ANSWER_IS.findall(text)
     if not spans:
         return None
-    span = _SENTENCE_END.split(spans[-1].strip(), maxsplit=1)[0].strip().rstrip(",;:")
+    rest = spans[-1].strip()
+    cut = _SENTENCE_END.search(rest)
+    span = (rest[:cut.start()] if cut else rest).strip().rstrip(",;:")
+    if cut and cut.group(0).strip() and re.fullmatch(r"[A-Za-z]", span):
+        return None  # "answer: a circle of radius 2": an article, not the variable a
     if not span or re.search(r"\$|\\\(|\\\[|\\boxed", span):
         return None  # delimited math: math-verify reads it itself
-    if not (re.search(r"\\[A-Za-z]+|\^|_", span) or _COMPLEX.search(span)):
-        return None
+    if re.search(r"[A-Za-z]{2,}", re.sub(r"\\[A-Za-z]+(?:\{[^{}]*\})?", "", span)):
+        return None  # words, not math: math-verify's own anchors ("\\text{Evelyn}" is math here)
+    sides = span.split("=")
+    if len(sides) > 1 and not re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", "=".join(sides[:-1]))):
+        span = sides[-1].strip()  # "9 * 2 = 18" -> "18"; "y = 2x + 3" stays an equation
     found = _parse(f"${span}$", latex_only=True)
     return found[1] if len(found) > 1 else None
 
