@@ -127,3 +127,16 @@ def test_prompts_only_records_keep_system(tmp_path):
     p.write_text('{"id": 1, "question": "2+2?", "system": "Be brief."}\n')
     (rec,) = load_benchmark(p)
     assert rec == {"id": "1", "question": "2+2?", "answer": None, "system": "Be brief.", "source": "thinkc"}
+
+
+def test_think_prefill_template_renders_the_thinkc_prompt(tokenizer):
+    from thinkc.eval.tasks import prompt_ids, think_prefill_template
+
+    rec = {"id": "1", "question": "What is 2 + 3?", "system": "Be brief."}
+    msgs = [{"role": "system", "content": rec["system"]}, {"role": "user", "content": rec["question"]}]
+    template = think_prefill_template(tokenizer.chat_template)
+    assert think_prefill_template(template) == template  # applied once
+    rendered = tokenizer.apply_chat_template(msgs, chat_template=template, tokenize=False, add_generation_prompt=True)
+    assert rendered == tokenizer.decode(prompt_ids(rec, tokenizer)) and rendered.endswith("assistant\n<think>\n")
+    plain = tokenizer.apply_chat_template(msgs, chat_template=template, tokenize=False, add_generation_prompt=False)
+    assert "<think>" not in plain

@@ -230,3 +230,16 @@ def prompt_ids(record: dict | str, tokenizer, layout=None) -> list[int]:
     from thinkc.gist.layout import build_prompt
 
     return build_prompt(record, tokenizer, layout if layout is not None else GistConfig(mode="normal"))
+
+
+THINK_PREFILL_BLOCK = "{% if add_generation_prompt %}<think>\n{% endif %}"
+
+
+def think_prefill_template(template: str) -> str:
+    """A chat template that renders thinkc's prompt for other tools (lighteval's transformers or
+    vLLM backends, vLLM / SGLang servers): `template`, then "<think>\\n" after the generation
+    prompt. Set it on the tokenizer handed to them; thinkc itself adds the prefill in
+    `prompt_ids` and keeps the checkpoint's own template."""
+    if template.rstrip().endswith(THINK_PREFILL_BLOCK):
+        return template
+    return template + THINK_PREFILL_BLOCK
