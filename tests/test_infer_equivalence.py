@@ -93,3 +93,22 @@ def test_smollm2(smollm2_path):
     # AnLLM in float64: in fp32 the worst logit of this run differs by 2.1e-4 (|logits| ~ 35, 30 layers of
     # rounding in different reduction orders); in float64 1e-4 leaves no room for a wrong mask or cache
     check(model.double(), prompts, AnLLMPolicy(spec_for(V)), 8, random_forces(3, 8, rng, per_row=2))
+
+
+def test_anllm_generated_anchor():
+    """AnLLM as the original: no trigger; when the model generates the anchor, that token is the
+    thought's block (role CACHE) and the thought's keys go. Forced ends append the anchor."""
+    from dataclasses import replace
+
+    rng = random.Random(5)
+    model = tiny_model("llama", vocab_size=256)  # this random model's row 2 alternates two tokens
+    prompts = ragged_prompts(rng, 240, [9, 3, 6])
+    free = decode(model, prompts, AnLLMPolicy(spec_for(256)), max_new_tokens=20)
+    anchor = free[2].tokens[3]  # a token the model does generate: it plays the anchor
+    spec = replace(spec_for(256), cache_ids=(anchor,), output_id=None, trigger_id=None, anchor_generated=True)
+    policy = AnLLMPolicy(spec)
+    results = check(model, prompts, policy, 20, {0: {5}, 1: {7}})
+    assert results[2].compressions >= 2 and anchor in results[2].tokens
+    for r in results:  # the generated anchor is fed as itself (no extra token), role CACHE
+        roles = [ro for t, ro in zip(r.aug_ids, r.aug_roles) if t == anchor and ro != 1]
+        assert roles and all(ro == 5 for ro in roles)

@@ -357,6 +357,11 @@ class DecodeEngine:
         if need <= self.cache.capacity:
             return
         self.cache._grow_to(need)
+        if self._compiled is not None:  # new buffers: fixed addresses again for the captured graphs
+            import torch._dynamo
+
+            for buf in self.cache.buffers():
+                torch._dynamo.mark_static_address(buf)
         C, S = self.cache.capacity, self.slots
         for f, fill in (("token", 0), ("pos", 0), ("role", 0), ("seg", -1), ("doc", -1), ("expire", NEVER),
                         ("score", 0.0)):

@@ -41,6 +41,8 @@ class GistTemplates:
             forced.append((spec.trigger_id, Role.TRIGGER))
         forced += body
         ended = [(0, Role.THOUGHT)] + body
+        if spec.anchor_generated:  # AnLLM: the generated anchor is the block; a forced end appends it
+            ended = [(0, Role.CACHE)]
         W = len(forced)
         rows = [[(0, Role.THOUGHT)], ended, forced]
         tok = torch.zeros(3, W, dtype=torch.long)
@@ -87,12 +89,19 @@ def gist_decisions(rows: Rows, slots: Slots, spec, tpl: GistTemplates, live, fin
     else:
         is_trigger = tok == (spec.trigger_id if spec.trigger_id is not None else -1)
         ends = is_trigger
+        if spec.anchor_generated:
+            ends = tok == spec.cache_ids[0]
     forced = rows.force.gather(1, rows.n_gen.clamp(max=rows.force.shape[1] - 1)[:, None])[:, 0]
     compress = live & ~finished & (ends | forced)
-    kind = torch.where(compress, torch.where(is_trigger | (spec.level == "token") | (spec.trigger_id is None), 1, 2), 0)
+    if spec.anchor_generated:
+        kind = torch.where(compress, torch.where(ends, 1, 2), 0)
+    else:
+        kind = torch.where(compress, torch.where(is_trigger | (spec.level == "token") | (spec.trigger_id is None), 1, 2), 0)
     rows.feed_token.copy_(tpl.tokens[kind])
     rows.feed_token[:, 0] = tok
     role0 = torch.where(is_trigger, int(Role.TRIGGER), int(Role.THOUGHT))
+    if spec.anchor_generated:
+        role0 = torch.where(compress & ends, int(Role.CACHE), role0)
     rows.feed_role.copy_(tpl.roles[kind])
     rows.feed_role[:, 0] = role0
     o_pos = rows.next_pos + tpl.o_index[kind]  # NEVER-ish for rows that do not compress

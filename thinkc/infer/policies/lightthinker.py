@@ -25,6 +25,7 @@ class GistSpec:
     flags: GistFlags = field(default_factory=GistFlags)
     exclude_continue: bool = False
     close_ids: tuple[int, ...] = ()  # "</think>": the layout compresses only the thinking
+    anchor_generated: bool = False  # AnLLM as the original: the model generates the anchor itself (no trigger)
 
     @classmethod
     def from_config(cls, cfg, tokenizer) -> "GistSpec":
@@ -40,7 +41,8 @@ class GistSpec:
         close = tuple(tokenizer.encode(THINK_CLOSE.strip(), add_special_tokens=False))
         return cls(cache_ids=tuple(cache), output_id=output, trigger_id=trigger, instr_ids=instr,
                    level=cfg.level, step=cfg.step, flags=cfg.flags,
-                   exclude_continue=bool(getattr(cfg, "exclude_continue", False)), close_ids=close)
+                   exclude_continue=bool(getattr(cfg, "exclude_continue", False)), close_ids=close,
+                   anchor_generated=bool(getattr(cfg, "anllm", False)))
 
 
 class LightThinkerPolicy(CachePolicy):
