@@ -15,6 +15,7 @@ EXTRACT = [
     ("Hmm.\n\nThe answer is 42.", "42"),
     ("The final answer is $\\frac{3}{4}$", "\\frac{3}{4}"),
     ("steps...\n#### 1,234", "1234"),
+    ("so the answer is 70? No: 36 + 36 = 72.\n#### 72", "72"),  # the closing #### wins
     ("Answer: C", "C"),
     ("Thinking...\n\nAnswer: c", "C"),
     ("The answer is: **B**", "B"),

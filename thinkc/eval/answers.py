@@ -7,7 +7,7 @@ percentages, sets, intervals, equations such as "9 \\cdot 2 = 18" against 18).
 
 thinkc keeps only what math-verify does not do; each place is marked "not math-verify" below:
 - option letters (GPQA): "Answer: C", "\\boxed{(B)}", a lone "(B)"; math-verify has no letters;
-- GSM8K's "#### N" reference lines (`gold_from_reference`);
+- GSM8K's "#### N" lines (in reference solutions and in generations that imitate them);
 - clean-up before parsing: \\fbox -> \\boxed, \\textbf{x} -> x, an escaped dollar (a currency
   sign, "$\\$36$") dropped, and only the text after </think> when the model wrote an answer there;
 - a math answer without $...$ after "the answer is" (2\\sqrt{3}, 6 - 5i, p - q, [-2, 2], 3, 5, 7):
@@ -140,8 +140,9 @@ def _parse(text: str, latex_only: bool = False) -> list:
 def extract_answer(text: str | None) -> str | None:
     """The final answer in generated text (a string, as math-verify extracted it), or None.
 
-    Order: an option letter (boxed, anchored or lone); the last \\boxed{}; a bare LaTeX answer
-    after "the answer is"; else math-verify's parse (an anchored answer, the last expression)."""
+    Order: an option letter (boxed, anchored or lone); the last \\boxed{}; GSM8K's "#### N"; a
+    bare LaTeX answer after "the answer is"; else math-verify's parse (an anchored answer, the last
+    expression)."""
     if not text:
         return None
     text = clean_text(text)
@@ -154,6 +155,11 @@ def extract_answer(text: str | None) -> str | None:
         # math-verify returns its own normalised LaTeX (\boxed{0.5} -> "\frac{1}{2}"), which
         # reads worse in verdicts; is_correct parses this string with math-verify either way
         return boxed or None
+    gsm = _GSM_ANSWER.findall(text)
+    if gsm:  # not math-verify: GSM8K's "#### N" closes the solution, after any "the answer is"
+        found = _parse(gsm[-1])
+        if len(found) > 1 and found[1]:
+            return found[1]
     bare = _bare_latex_answer(text)
     if bare:
         return bare
