@@ -47,6 +47,44 @@ def train(
 
     from thinkc.train.config import load_config
 
+    if max_steps is not None and max_steps < 1:
+        from thinkc.errors import ThinkcError
+
+        raise ThinkcError(f"--max-steps: must be >= 1, got {max_steps} (leave it out to train for --epochs)")
+    over = overrides(method=method, model=model, lora=lora, lora_r=lora_r, flags=[
+        ("data.train", data), ("train.output", output), ("train.epochs", epochs), ("train.max_steps", max_steps),
+        ("train.lr", lr), ("train.batch_size", batch_size), ("train.grad_accum", grad_accum),
+        ("data.max_length", max_length), ("data.packing", packing),
+        ("train.gradient_checkpointing", gradient_checkpointing), ("train.bf16", bf16), ("train.resume", resume),
+        ("train.deepspeed", deepspeed), ("gist.config", gist_config), ("train.seed", seed),
+        ("train.device", device), ("data.eval", eval_data), ("train.report_to", report_to)])
+    cfg = load_config(config, sets=set_, overrides=over)
+    console = Console()
+    if check:
+        return print_check(cfg, console)
+
+    from thinkc.train import run_training
+
+    r = run_training(cfg, console=Console(stderr=True))
+    if os.environ.get("RANK", "0") == "0" and r.final_dir.exists():  # one summary under torchrun
+        console.print(f"[green]done[/]: {summary(r)}; model in {r.final_dir}", highlight=False)
+
+
+def print_check(cfg, console) -> None:
+    """--check: the resolved config and the record counts (the data is read, no model loaded)."""
+    import yaml
+
+    from thinkc.train.dataset import load_records
+    from thinkc.train.evaluation import split_records
+
+    records, held = split_records(cfg, load_records(cfg))
+    console.print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), highlight=False)
+    console.print(f"[green]ok[/]: {len(records)} records" + (f", {len(held)} eval records" if held else ""),
+                  highlight=False)
+
+
+def overrides(method, model, lora, lora_r, flags: list) -> dict:
+    """The explicit flags as a nested config dict (a flag left out changes nothing)."""
     over: dict = {}
 
     def put(path: str, value):
@@ -64,40 +102,11 @@ def train(
     elif model is not None:
         put("model.name", model)
         put("model.init", "pretrained")
-    for key, value in [("data.train", data), ("train.output", output), ("train.epochs", epochs),
-                       ("train.max_steps", max_steps), ("train.lr", lr), ("train.batch_size", batch_size),
-                       ("train.grad_accum", grad_accum), ("data.max_length", max_length), ("lora.enabled", lora),
-                       ("lora.r", lora_r), ("data.packing", packing),
-                       ("train.gradient_checkpointing", gradient_checkpointing), ("train.bf16", bf16),
-                       ("train.resume", resume), ("train.deepspeed", deepspeed), ("gist.config", gist_config),
-                       ("train.seed", seed), ("train.device", device), ("data.eval", eval_data),
-                       ("train.report_to", report_to)]:
+    put("lora.enabled", True if lora_r is not None and lora is None else lora)
+    put("lora.r", lora_r)
+    for key, value in flags:
         put(key, value)
-    if max_steps is not None and max_steps < 1:
-        from thinkc.errors import ThinkcError
-
-        raise ThinkcError(f"--max-steps: must be >= 1, got {max_steps} (leave it out to train for --epochs)")
-    if lora_r is not None and lora is None:
-        put("lora.enabled", True)
-    cfg = load_config(config, sets=set_, overrides=over)
-    console = Console()
-    if check:
-        import yaml
-
-        from thinkc.train.dataset import load_records
-        from thinkc.train.evaluation import split_records
-
-        records, held = split_records(cfg, load_records(cfg))
-        console.print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), highlight=False)
-        console.print(f"[green]ok[/]: {len(records)} records" + (f", {len(held)} eval records" if held else ""),
-                      highlight=False)
-        return
-
-    from thinkc.train import run_training
-
-    r = run_training(cfg, console=Console(stderr=True))
-    if os.environ.get("RANK", "0") == "0" and r.final_dir.exists():  # one summary under torchrun
-        console.print(f"[green]done[/]: {summary(r)}; model in {r.final_dir}", highlight=False)
+    return over
 
 
 def summary(r) -> str:

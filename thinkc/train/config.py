@@ -273,6 +273,27 @@ def _report_to(value) -> Union[str, list]:
     return items[0] if len(items) == 1 else (items or "none")
 
 
+def _validate_data(cfg: TrainConfig, check_files: bool, need) -> None:
+    """data.* and the run length / eval schedule that depend on it."""
+    d, t = cfg.data, cfg.train
+    need(bool(d.train), "data.train: required (a records JSONL file or `synth`)")
+    need(d.max_length >= 16, "data.max_length: must be >= 16")
+    need(d.overlong in ("truncate", "drop"), f"data.overlong: {d.overlong!r} is not truncate or drop")
+    need(d.limit >= 0, "data.limit: must be >= 0")
+    if check_files and d.train != "synth":
+        need(Path(d.train).is_file(), f"data.train: {d.train}: no such file")
+    need(t.max_steps == -1 or t.max_steps >= 1,
+         f"train.max_steps: must be >= 1 (or -1 to train for train.epochs), got {t.max_steps}")
+    need(t.epochs > 0 or t.max_steps > 0, "train.epochs: must be > 0 (or set train.max_steps)")
+    t.report_to = _report_to(t.report_to)
+    need(t.eval_steps >= 0, "train.eval_steps: must be >= 0")
+    need(0 <= d.eval_ratio < 1, "data.eval_ratio: must be in [0, 1)")
+    need(not (d.eval and d.eval_ratio), "data.eval and data.eval_ratio: set one, not both")
+    if check_files and d.eval and d.eval != "synth":
+        need(Path(d.eval).is_file(), f"data.eval: {d.eval}: no such file")
+    need(not t.eval_steps or bool(d.eval or d.eval_ratio), "train.eval_steps: needs data.eval or data.eval_ratio")
+
+
 def validate(cfg: TrainConfig, *, check_files: bool = True) -> None:
     """Every check that needs no model: ranges, choices, files. One ThinkcError per problem."""
     def need(ok: bool, msg: str):
@@ -296,22 +317,7 @@ def validate(cfg: TrainConfig, *, check_files: bool = True) -> None:
     need(m.dtype in ("float32", "bfloat16", "float16"), f"model.dtype: {m.dtype!r} is not float32, bfloat16 or float16")
     need(m.attn_implementation in ("sdpa", "eager", "flex_attention", "flash_attention_2"),
          f"model.attn_implementation: {m.attn_implementation!r} is not sdpa, eager, flex_attention or flash_attention_2")
-    need(bool(d.train), "data.train: required (a records JSONL file or `synth`)")
-    need(d.max_length >= 16, "data.max_length: must be >= 16")
-    need(d.overlong in ("truncate", "drop"), f"data.overlong: {d.overlong!r} is not truncate or drop")
-    need(d.limit >= 0, "data.limit: must be >= 0")
-    if check_files and d.train != "synth":
-        need(Path(d.train).is_file(), f"data.train: {d.train}: no such file")
-    need(t.max_steps == -1 or t.max_steps >= 1,
-         f"train.max_steps: must be >= 1 (or -1 to train for train.epochs), got {t.max_steps}")
-    need(t.epochs > 0 or t.max_steps > 0, "train.epochs: must be > 0 (or set train.max_steps)")
-    t.report_to = _report_to(t.report_to)
-    need(t.eval_steps >= 0, "train.eval_steps: must be >= 0")
-    need(0 <= d.eval_ratio < 1, "data.eval_ratio: must be in [0, 1)")
-    need(not (d.eval and d.eval_ratio), "data.eval and data.eval_ratio: set one, not both")
-    if check_files and d.eval and d.eval != "synth":
-        need(Path(d.eval).is_file(), f"data.eval: {d.eval}: no such file")
-    need(not t.eval_steps or bool(d.eval or d.eval_ratio), "train.eval_steps: needs data.eval or data.eval_ratio")
+    _validate_data(cfg, check_files, need)
     need(t.lr > 0, "train.lr: must be > 0")
     need(t.max_minutes >= 0, "train.max_minutes: must be >= 0")
     for k in ("batch_size", "grad_accum", "logging_steps", "save_steps"):
