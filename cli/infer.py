@@ -12,6 +12,20 @@ from thinkc.errors import ThinkcError
 METHODS_HELP = "vanilla | lightthinker | anllm | h2o | sepllm | streamingllm"
 
 
+def _parse_budget(text: Optional[str]):
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ThinkcError(f"--budget {text!r}: give a key count (e.g. 512) or a share in (0, 1) (e.g. 0.5)") from None
+    if 0 < value < 1:
+        return value
+    if value >= 2 and value == int(value):
+        return int(value)
+    raise ThinkcError(f"--budget {text!r}: give a key count >= 2 (e.g. 512) or a share in (0, 1) (e.g. 0.5)")
+
+
 def register(app: typer.Typer) -> None:
     app.command("infer")(infer)
 
@@ -21,7 +35,7 @@ def infer(
                                                                      "(MATH-500 / AIME / GPQA / GSM8K layouts)."),
     prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="A single question instead of --input."),
     output: Path = typer.Option(..., "--output", "-o", help="Output JSONL (appended as samples finish; re-running "
-                                                            "skips ids already there)."),
+                                                            "skips ids made with the same settings)."),
     method: str = typer.Option("lightthinker", "--method", "-m", help=f"Cache policy: {METHODS_HELP}."),
     model: Optional[str] = typer.Option(None, "--model", help="Local HF folder, 'smollm2', or a shipped tiny checkpoint "
                                                               "(default: tiny-lightthinker for gist methods, else tiny-sft)."),
@@ -34,7 +48,9 @@ def infer(
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 = greedy."),
     top_p: float = typer.Option(1.0, "--top-p", min=0.0, max=1.0, help="Nucleus sampling mass (with --temperature > 0)."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed (each sample has its own generator)."),
-    budget: Optional[int] = typer.Option(None, "--budget", min=2, help="KV budget for h2o / sepllm / streamingllm "
+    budget: Optional[str] = typer.Option(None, "--budget", help="KV budget for h2o / sepllm / streamingllm: keys "
+                                                                "per row (e.g. 512) or a share of the row's length so "
+                                                                "far (e.g. 0.5, the default) "
                                                                        "(default 1024)."),
     window: Optional[int] = typer.Option(None, "--window", min=1, help="Recent/local window for h2o (default budget/2) "
                                                                        "and sepllm (default 256)."),
@@ -57,6 +73,7 @@ def infer(
 
     if method not in METHODS:
         raise ThinkcError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
+    budget = _parse_budget(budget)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     console = Console()

@@ -155,9 +155,27 @@ def test_sepllm_keeps_separators():
 
 
 def test_make_policy_defaults(tokenizer):
-    assert make_policy("h2o").budget == 1024
+    assert make_policy("h2o").budget == 0.5 and make_policy("h2o", budget=1024).budget == 1024
     sep = make_policy("sepllm", tokenizer=tokenizer)
-    assert sep.budget == 1024 and len(sep.sep_ids) > 0
+    assert sep.budget == 0.5 and len(sep.sep_ids) > 0
+    assert make_policy("sepllm", tokenizer=tokenizer, budget=1024).window == 256
+
+
+@pytest.mark.parametrize("method", ["h2o", "streamingllm"])
+def test_ratio_budget_keeps_that_share(method):
+    """A float budget keeps ceil(ratio * positions seen) - 1 keys per row after every step, so it
+    evicts on short traces too (unlike an absolute budget the trace never reaches)."""
+    model = tiny_model("qwen2", vocab_size=256)
+    prompts = [list(range(3, 3 + n)) for n in (6, 15)]
+    res = decode(model, prompts, make_policy(method, budget=0.5), max_new_tokens=20)
+    least = 6 if method == "streamingllm" else 2
+    for r, p in zip(res, prompts):
+        cached = len(p)  # keys in the cache when the step's decision is made
+        for step, kept in enumerate(r.kv_trace, start=1):
+            seen = len(p) + step - 1  # positions fed so far
+            assert kept == min(cached, max(-(-seen // 2), least) - 1)
+            cached = kept + 1  # the next step feeds one token
+        assert r.kv_trace[-1] < (len(p) + 20) // 2
     assert make_policy("streamingllm", budget=64).budget == 64
     with pytest.raises(ThinkcError, match="gist config"):
         make_policy("lightthinker")

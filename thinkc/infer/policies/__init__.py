@@ -14,9 +14,14 @@ __all__ = ["AnLLMPolicy", "CachePolicy", "GistSpec", "H2OPolicy", "LightThinkerP
            "RowState", "SepLLMPolicy", "SlotView", "StreamingLLMPolicy", "VanillaPolicy", "make_policy", "separator_ids"]
 
 
-def make_policy(method: str, *, spec: GistSpec | None = None, tokenizer=None, budget: int | None = None,
+DEFAULT_BUDGET = 0.5  # budget methods keep half of each row's keys unless told otherwise (a ratio bites on
+#                       every trace length; an absolute 1024 was never reached on short traces)
+
+
+def make_policy(method: str, *, spec: GistSpec | None = None, tokenizer=None, budget: int | float | None = None,
                 window: int | None = None) -> CachePolicy:
-    """The policy for a method name, with paper defaults unless budget/window are given."""
+    """The policy for a method name. `budget`: keys kept per row, absolute (int) or a share of the
+    row's length so far (float in (0, 1); default DEFAULT_BUDGET); `window`: the recent window."""
     from thinkc.errors import ThinkcError
 
     try:
@@ -34,7 +39,7 @@ def _make_policy(method, spec, tokenizer, budget, window) -> CachePolicy:
         if spec is None:
             raise ThinkcError(f"--method {method} needs a gist config (the model's gist_config.json or --gist-config)")
         return (LightThinkerPolicy if method == "lightthinker" else AnLLMPolicy)(spec)
-    b = budget or 1024
+    b = DEFAULT_BUDGET if budget is None else budget
     if method == "h2o":
         return H2OPolicy(b, window)
     if method == "streamingllm":
@@ -42,6 +47,8 @@ def _make_policy(method, spec, tokenizer, budget, window) -> CachePolicy:
     if method == "sepllm":
         if tokenizer is None:
             raise ThinkcError("sepllm needs the tokenizer (to find separator tokens)")
-        return SepLLMPolicy(separator_ids(tokenizer), b, window=window if window is not None else min(256, b // 4))
+        if window is None and isinstance(b, int):
+            window = min(256, b // 4)
+        return SepLLMPolicy(separator_ids(tokenizer), b, window=window)
     raise ThinkcError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
 

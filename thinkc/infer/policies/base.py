@@ -61,14 +61,34 @@ class CachePolicy:
         return None
 
 
-def newest_mask(slots: SlotView, n: int) -> torch.Tensor:
-    """Bool [B, K]: the n valid slots with the highest positions of each row."""
+def row_budget(budget: int | float, slots: SlotView, least: int) -> torch.Tensor:
+    """Per-row budget [B, 1]: an int is absolute; a float in (0, 1) is that share of the positions
+    the row has seen so far (prompt, generated and gist tokens), rounded up, at least `least`."""
+    B = slots.pos.shape[0]
+    if isinstance(budget, float):
+        seen = torch.where(slots.valid, slots.pos.long(), torch.full_like(slots.pos.long(), -1)).max(1).values + 1
+        return torch.ceil(budget * seen.double()).long().clamp(min=least)[:, None]
+    return torch.full((B, 1), int(budget), dtype=torch.long, device=slots.pos.device)
+
+
+def check_budget(budget, least: int, what: str) -> int | float:
+    if isinstance(budget, float) and not isinstance(budget, bool):
+        if not 0 < budget < 1:
+            raise ValueError(f"{what} budget ratio must be in (0, 1), got {budget}")
+        return budget
+    if int(budget) < least:
+        raise ValueError(f"{what} budget must be >= {least}")
+    return int(budget)
+
+
+def newest_mask(slots: SlotView, n) -> torch.Tensor:
+    """Bool [B, K]: the n (int or [B, 1]) valid slots with the highest positions of each row."""
     pos = torch.where(slots.valid, slots.pos.long(), torch.full_like(slots.pos.long(), -1))
     rank = pos.argsort(dim=1, descending=True).argsort(dim=1)  # 0 = newest
     return slots.valid & (rank < n)
 
 
-def oldest_mask(slots: SlotView, n: int) -> torch.Tensor:
+def oldest_mask(slots: SlotView, n) -> torch.Tensor:
     """Bool [B, K]: the n valid slots with the lowest positions of each row."""
     big = torch.iinfo(torch.int64).max
     pos = torch.where(slots.valid, slots.pos.long(), torch.full_like(slots.pos.long(), big))
@@ -76,7 +96,7 @@ def oldest_mask(slots: SlotView, n: int) -> torch.Tensor:
     return slots.valid & (rank < n)
 
 
-def top_score_mask(slots: SlotView, candidates: torch.Tensor, n: int) -> torch.Tensor:
+def top_score_mask(slots: SlotView, candidates: torch.Tensor, n) -> torch.Tensor:
     """Bool [B, K]: among `candidates`, the n with the highest score per row (ties: older first)."""
     score = torch.where(candidates, slots.score.double(), torch.full_like(slots.score.double(), float("-inf")))
     rank = score.argsort(dim=1, descending=True, stable=True).argsort(dim=1)

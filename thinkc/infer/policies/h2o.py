@@ -5,24 +5,28 @@ Attention weights come from the eager attention path (the loop asks the model fo
 `needs_attention` is set), summed over layers, heads and the step's real queries: one keep set per
 row shared by all layers, so compaction stays a single op. After every step the cache holds at most
 budget - 1 keys, so the next query attends to at most `budget` (itself included). A prompt longer
-than the budget is prefilled in full, then trimmed."""
+than the budget is prefilled in full, then trimmed. A float budget in (0, 1) is a share of the
+row's length so far (the H2O paper's heavy-hitter ratio), so it bites on short and long traces alike."""
 from __future__ import annotations
 
-from thinkc.infer.policies.base import CachePolicy, SlotView, newest_mask, top_score_mask
+import torch
+
+from thinkc.infer.policies.base import CachePolicy, SlotView, check_budget, newest_mask, row_budget, top_score_mask
 
 
 class H2OPolicy(CachePolicy):
     name = "h2o"
     needs_attention = True
 
-    def __init__(self, budget: int = 1024, window: int | None = None):
-        if budget < 2:
-            raise ValueError("h2o budget must be >= 2")
-        self.budget = budget
-        self.window = budget // 2 if window is None else min(window, budget - 1)  # paper: half recent
+    def __init__(self, budget: int | float = 1024, window: int | None = None):
+        self.budget = check_budget(budget, 2, "h2o")
+        if isinstance(self.budget, int):
+            window = self.budget // 2 if window is None else min(window, self.budget - 1)  # paper: half recent
+        self.window = window  # None with a ratio budget: half of each row's budget
 
     def keep(self, slots: SlotView):
-        cap = self.budget - 1
-        recent = newest_mask(slots, min(self.window, cap))
-        heavy = top_score_mask(slots, slots.valid & ~recent, cap - min(self.window, cap))
+        cap = row_budget(self.budget, slots, 2) - 1
+        window = cap // 2 if self.window is None else torch.clamp(cap, max=self.window)
+        recent = newest_mask(slots, window)
+        heavy = top_score_mask(slots, slots.valid & ~recent, cap - window)
         return recent | heavy
