@@ -165,3 +165,17 @@ def test_shipped_configs_resolve_by_name_and_list_alternatives(tmp_path):
     assert shipped("train", "../train/tiny_sft", ".yaml") is None  # a bare name only
     with pytest.raises(ThinkcError, match="no such config file \\(shipped recipes: .*tiny_sft"):
         load_config("tiny_sfft", check_files=False)
+
+
+def test_report_to_a_tracker_that_is_not_installed_is_one_line(tmp_path, data_file, monkeypatch):
+    import importlib.util
+
+    from thinkc.train.arguments import training_arguments
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    cfg = load_config(overrides=base(data_file, tmp_path), sets=["train.report_to=wandb", "train.device=cpu"])
+    with pytest.raises(ThinkcError, match="train.report_to: wandb is not installed \\(pip install wandb"):
+        training_arguments(cfg)
+    cfg = load_config(overrides=base(data_file, tmp_path), sets=["train.report_to=tensorboard", "train.device=cpu"])
+    assert training_arguments(cfg).report_to == ["tensorboard"]  # installed with thinkc[all]

@@ -88,3 +88,53 @@ def test_lora_adapter_holds_only_new_rows_and_reloads_with_plain_peft(tmp_path, 
     ids = torch.tensor([[1, 5, 9, *new, 7]])
     with torch.no_grad():
         torch.testing.assert_close(peft_model(ids).logits, merged(ids).logits, atol=1e-5, rtol=1e-4)
+
+
+KILL_WORKER = """
+import json, os, signal, sys
+from transformers import Trainer
+from thinkc.train.config import load_config
+from thinkc.train.trainer import run_training
+
+save = Trainer._save_optimizer_and_scheduler
+def killed_mid_save(self, output_dir):  # the weights of checkpoint-4 are on disk, the rest is not
+    if self.state.global_step == 4:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return save(self, output_dir)
+Trainer._save_optimizer_and_scheduler = killed_mid_save
+run_training(load_config(overrides=json.loads(sys.argv[1])))
+"""
+
+
+def test_kill_9_mid_checkpoint_save_then_rerun_resumes(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    cfg = {"model": dict(TINY), "data": {"train": "synth", "synth": SYNTH, "max_length": 256},
+           "train": {"output": str(out), "max_steps": 6, "save_steps": 2, "logging_steps": 1, "device": "cpu"}}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, "-c", KILL_WORKER, json.dumps(cfg)], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == -9, p.stderr[-2000:]
+    assert (out / "checkpoint-4" / "model.safetensors").is_file()  # a half checkpoint is left behind
+    assert not (out / "checkpoint-4" / "trainer_state.json").exists()
+    from typer.testing import CliRunner
+
+    from thinkc.cli.main import app
+
+    args = ["train", "--model", "tiny", "--data", "synth", "-o", str(out), "--max-steps", "6", "--device", "cpu",
+            "--set", "data.synth.n=24", "--set", "data.synth.min_steps=1", "--set", "data.synth.max_steps=2",
+            "--set", "data.synth.max_value=9", "--max-length", "256", "--set", "train.save_steps=2",
+            "--set", "train.logging_steps=1"]
+    for k, v in TINY.items():
+        if k != "init":
+            args += ["--set", f"model.{k}={v}"]
+    r = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert "done: 6 steps" in r.output
+    state = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())
+    assert state["global_step"] == 6
+    steps = [row["step"] for row in read_log(out / "train_log.jsonl") if "loss" in row]
+    assert steps[-2:] == [5, 6] and steps.count(3) == 2  # steps 3-4 redone from checkpoint-2, none lost
