@@ -193,7 +193,7 @@ def test_build_samples_trims_long_or_drops_on_request(tokenizer):
 
 
 def test_anllm_layout_as_the_original(tokenizer):
-    """S_i "\n" anchor: no trigger, no [o]; the anchor is trained (the model emits it to compress)."""
+    """S_i "\\n" anchor: no trigger, no [o]; the anchor is trained (the model emits it to compress)."""
     cfg = GistConfig.load("anllm")
     add_gist_tokens(tokenizer, None, cfg)
     s = build_sample(REC, tokenizer, cfg)

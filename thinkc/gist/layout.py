@@ -4,13 +4,13 @@ the table of thinkc/gist/rule.py.
 
 One sample, thought level, aug-wo-pc (the paper's setting):
 
-    P  S_1 <w> [I] C_1 [o]  S_2 <w> [I] C_2 [o] ... S_n <w> [I] C_n [o]  "</think>\n\n" answer EOS
+    P  S_1 <w> [I] C_1 [o]  S_2 <w> [I] C_2 [o] ... S_n <w> [I] C_n [o]  "</think>\\n\\n" answer EOS
 
-P is the chat template (system + user + generation prompt) followed by "<think>\n"; S_i is the
+P is the chat template (system + user + generation prompt) followed by "<think>\\n"; S_i is the
 i-th blank-line-separated thought (the trigger <w> replaces the blank line; the last thought gets
 one too); [I] is the optional output_compress_instruction; C_i the n cache tokens. Token level:
 every `step` thinking tokens are followed by [I] C_i [o] (no trigger); a final partial chunk is
-not compressed (inference must stop counting at "</think>"). AnLLM (anllm=true): S_i "\n" C_i,
+not compressed (inference must stop counting at "</think>"). AnLLM (anllm=true): S_i "\\n" C_i,
 no trigger, no [o], the anchors C_i trained (the model emits them to compress).
 
 `aug` / `recover` also compress the prompt as the original does: every sentence of the system

@@ -67,15 +67,16 @@ train.py / ARGS.md and its config JSON on the left, thinkc's GistConfig on the r
     |   per sample: <|recover|> + prompt sentences   |   prompt-recovery sample (its recovery is  |
     |   + EOS after the compressed prompt            |   role ANSWER: plain aug rule)             |
     | max_length: samples cut at max_length          | max_length: trimmed (a prefix); the old    |
-    |                                                |   drop is build_samples(overlong="drop")   |
+    |                                                |   drop: build_samples(overlong="drop"),    |
+    |                                                |   thinkc train data.overlong=drop          |
     | output.level sentence / token, step, n_token   | level thought / token, step, n_cache       |
     | --output_compress_instruction                  | output_compress_instruction                |
     | --train_on_input                               | train_on_input                             |
-    | split token <|splitter|> after "thought\n"     | trigger <w> after the thought              |
+    | split token <|splitter|> after "thought\\n"    | trigger <w> after the thought              |
     | continue token <|continue|>                    | output_token [o]                           |
     | comp tokens <|o_i|> (shared prompt / output)   | cache_token_format <|c_{i}|>               |
-    | AnLLM/: "thought\n" + anchor, anchor trained   | anllm=true (preset "anllm"): no trigger,   |
-    |   and generated, no continue, see_current      |   S_i + "\n" + anchor (trained), no [o]    |
+    | AnLLM/: "thought\\n" + anchor, anchor trained  | anllm=true (preset "anllm"): no trigger,   |
+    |   and generated, no continue, see_current      |   S_i + "\\n" + anchor (trained), no [o]   |
     | inference --compress_prompt                    | modes aug / recover (thinkc.infer)         |
     | inference --rolling_rope                       | not implemented: absolute positions        |
 
@@ -83,6 +84,9 @@ Where the original's mask builder has quirks they are kept: with plain prefill a
 (the hybrid prompt-recovery sample) its last prompt block keeps its flags and the sentences expire at
 its end (the layout then gives that block role CACHE). One is not: the original skips `diagonal` for a
 block that a cut leaves at the very end of a sample; those rows feed no loss, thinkc applies it.
+Layout differences outside the mask: at token level the original compresses its whole output (answer
+and EOS included), thinkc the thinking only; thinkc's chat template may add a default system prompt,
+which stays plain text (only the record's `system` is compressed).
 """
 from __future__ import annotations
 
