@@ -39,7 +39,7 @@ def test_lighteval_doc_prompt_equals_infer_prompt(tmp_path):
             assert text.endswith("<|im_start|>assistant\n<think>\n") and rec["question"] in text
 
 
-@pytest.mark.parametrize("method,model", [("lightthinker", "tiny-lightthinker")])
+@pytest.mark.parametrize("method,model", [("lightthinker", "tiny-lightthinker"), ("vanilla", "tiny-sft")])
 def test_lighteval_path_equals_infer_and_eval(tmp_path, method, model):
     from thinkc.cli.main import app
     from thinkc.eval.lighteval_run import evaluate_with_lighteval
