@@ -138,3 +138,24 @@ def test_kill_9_mid_checkpoint_save_then_rerun_resumes(tmp_path):
     assert state["global_step"] == 6
     steps = [row["step"] for row in read_log(out / "train_log.jsonl") if "loss" in row]
     assert steps[-2:] == [5, 6] and steps.count(3) == 2  # steps 3-4 redone from checkpoint-2, none lost
+
+
+def test_step_timer_keeps_start_up_first_step_and_pauses_apart(monkeypatch):
+    import thinkc.train.callbacks as cb
+
+    clock = iter([0.0, 10.0, 13.0, 14.0, 14.5, 20.5, 21.5, 22.5, 30.0])
+    monkeypatch.setattr(cb.time, "perf_counter", lambda: next(clock))
+    t = cb.StepTimerCallback()
+    t.start()  # 0: trainer.train() called
+    t.on_train_begin(None, None, None)  # 10: DeepSpeed & co. took 10 s
+    t.on_step_end(None, None, None)  # 13: first step 3 s
+    t.on_step_end(None, None, None)  # 14
+    t.on_log(None, None, None, logs={"loss": 1.0})  # 14.5
+    t.on_evaluate(None, None, None)  # 20.5: a 6 s evaluation
+    t.on_step_end(None, None, None)  # 21.5
+    t.on_step_end(None, None, None)  # 22.5
+    logs = {"train_runtime": 1.0}
+    t.on_log(None, None, None, logs=logs)  # 30
+    assert t.startup_s == 10.0 and t.first_step_s == 3.0 and t.pause_s == 6.0
+    assert t.steady_s_per_step == pytest.approx((22.5 - 13.0 - 6.0) / 3)
+    assert logs["first_step_s"] == 3.0 and logs["pause_s"] == 6.0 and logs["startup_s"] == 10.0

@@ -102,13 +102,15 @@ def read_log(path: str | Path) -> list[dict]:
 class StepTimerCallback(TrainerCallback):
     """Honest step timing: the start-up inside Trainer.train before the first step (DeepSpeed
     initialisation and its op builds, checkpoint loading), the first optimiser step (warm-up, first
-    data loads) and the steady s/step of the rest, each apart. Added to the Trainer's closing log
-    line (`startup_s`, `first_step_s`, `steady_s_per_step`): the JSONL log and the summary carry them.
-    Call `start()` right before trainer.train()."""
+    data loads) and the steady s/step of the rest, each apart; evaluations and checkpoint saves
+    between steps are not step time (`pause_s`). Added to the Trainer's closing log line
+    (`startup_s`, `first_step_s`, `steady_s_per_step`, `pause_s`): the JSONL log and the summary
+    carry them. Call `start()` right before trainer.train()."""
 
     def __init__(self):
-        self.t_call = self.t0 = self.t_first = self.t_last = None
+        self.t_call = self.t0 = self.t_first = self.t_last = self.mark = None
         self.steps = 0
+        self.pauses: list[tuple[float, float]] = []  # (when it ended, seconds) of each eval / save
 
     def start(self):
         self.t_call = time.perf_counter()
@@ -125,7 +127,26 @@ class StepTimerCallback(TrainerCallback):
         self.steps += 1
         if self.t_first is None:
             self.t_first = now
-        self.t_last = now
+        self.t_last = self.mark = now
+
+    def _pause(self):
+        now = time.perf_counter()
+        if self.mark is not None:
+            self.pauses.append((now, now - self.mark))
+        self.mark = now
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self._pause()
+
+    def on_save(self, args, state, control, **kwargs):
+        self._pause()
+
+    @property
+    def pause_s(self) -> float:
+        """Eval and save time between the first and the last step end (what steady excludes)."""
+        if self.t_first is None:
+            return 0.0
+        return sum(d for t, d in self.pauses if self.t_first < t <= self.t_last)
 
     @property
     def first_step_s(self):
@@ -135,10 +156,13 @@ class StepTimerCallback(TrainerCallback):
     def steady_s_per_step(self):
         if self.steps < 2:
             return None
-        return (self.t_last - self.t_first) / (self.steps - 1)
+        return (self.t_last - self.t_first - self.pause_s) / (self.steps - 1)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.mark is not None:
+            self.mark = time.perf_counter()  # an eval or save that follows starts now
         if logs is not None and "train_runtime" in logs:
+            logs["pause_s"] = round(self.pause_s, 4)
             logs["startup_s"] = None if self.startup_s is None else round(self.startup_s, 4)
             logs["first_step_s"] = None if self.first_step_s is None else round(self.first_step_s, 4)
             logs["steady_s_per_step"] = None if self.steady_s_per_step is None else round(self.steady_s_per_step, 4)
