@@ -116,6 +116,9 @@ def infer(
                   f"{s['mean_generated_tokens']:.1f}", f"{s['mean_compressions']:.1f}")
     console.print(table)
     if stats.samples:
+        from thinkc.eval.metrics import write_run_totals
+
+        write_run_totals(output, stats.wall_s, stats.generated_tokens, stats.samples)  # what eval reports as time
         console.print(f"this run: {stats.samples} samples, {stats.generated_tokens} tokens in {stats.wall_s:.1f} s "
                       f"({stats.tokens_per_s:.1f} tokens/s); per-sample latency is metrics.wall_s", highlight=False)
     console.print(f"wrote {output}", highlight=False)
