@@ -115,7 +115,9 @@ def infer(
     table.add_row(method, str(s["samples"]), acc, f"{s['mean_peak_kv']:.1f}", f"{s['mean_dependency']:.0f}",
                   f"{s['mean_generated_tokens']:.1f}", f"{s['mean_compressions']:.1f}")
     console.print(table)
-    if stats.samples:
+    from thinkc.infer.shard import world
+
+    if stats.samples and world()[0] == 0:  # under torchrun: rank 0's share stands for the run's time
         from thinkc.eval.metrics import write_run_totals
 
         write_run_totals(output, stats.wall_s, stats.generated_tokens, stats.samples)  # what eval reports as time
