@@ -159,3 +159,29 @@ def test_step_timer_keeps_start_up_first_step_and_pauses_apart(monkeypatch):
     assert t.startup_s == 10.0 and t.first_step_s == 3.0 and t.pause_s == 6.0
     assert t.steady_s_per_step == pytest.approx((22.5 - 13.0 - 6.0) / 3)
     assert logs["first_step_s"] == 3.0 and logs["pause_s"] == 6.0 and logs["startup_s"] == 10.0
+
+
+@pytest.mark.slow
+@pytest.mark.smollm2
+def test_smollm2_lora_adapter_is_small_and_reloads_with_plain_peft(smollm2_path, tmp_path):
+    """SmolLM2-135M (tied head), LightThinker, 9 new tokens: the adapter stores 9 x 576 token values
+    beside the LoRA matrices (it was 235 MB with the whole resized embedding and head)."""
+    from peft import AutoPeftModelForCausalLM
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    cfg = load_config("smollm2_lightthinker", sets=[
+        f"train.output={tmp_path / 'run'}", "train.max_steps=1", "train.batch_size=1", "train.grad_accum=1",
+        "data.synth.n=2", "data.max_length=160", "lora.enabled=true", "lora.r=8", "train.device=cpu",
+        "train.save_steps=100"])
+    r = run_training(cfg)
+    adapter = r.final_dir / "adapter" / "adapter_model.safetensors"
+    tensors = load_file(adapter)
+    rows = {k: tuple(v.shape) for k, v in tensors.items() if "lora_" not in k}
+    assert list(rows.values()) == [(9, 576)], rows
+    assert adapter.stat().st_size < 10 * 2**20
+    merged = AutoModelForCausalLM.from_pretrained(r.final_dir).eval()
+    peft_model = AutoPeftModelForCausalLM.from_pretrained(r.final_dir / "adapter").eval()
+    ids = torch.tensor([[1, 200, 300, 49152, 49153, 49160, 5]])
+    with torch.no_grad():
+        torch.testing.assert_close(peft_model(ids).logits, merged(ids).logits, atol=2e-3, rtol=1e-3)
