@@ -7,5 +7,6 @@
     mask_mod.py    the rule as a FlexAttention mask_mod
     block_mask.py  the rule as a FlexAttention BlockMask built from the metadata
     packing.py     several samples per row
+    reorder.py     a row stored physically as [prompt | cache tokens | thoughts], masked by logical position
 
 Submodules are imported explicitly (this file imports nothing, so `thinkc.gist.rule` stays light)."""

@@ -5,7 +5,8 @@
 
 Tiles come from thinkc.ops.block_mask.build_gist_block_mask (CUDA / C++ / torch); the mask_mod
 (thinkc.gist.mask_mod) refines the partial tiles inside the kernel. Equal to
-create_block_mask(gist_mask_mod(meta), B, 1, L, L, BLOCK_SIZE=block_size)."""
+create_block_mask(gist_mask_mod(meta), B, 1, L, L, BLOCK_SIZE=block_size), also for a physically
+reordered row (meta.pos set; its tiles come from thinkc.gist.reorder)."""
 from __future__ import annotations
 
 from torch.nn.attention.flex_attention import BlockMask
@@ -19,7 +20,12 @@ def gist_block_mask(meta: GistMeta, block_size: int | tuple[int, int] = 128) -> 
     """BlockMask [B, 1, L, L] for `meta` (1-D or [B, L]), on the metadata's device."""
     m = meta.batched()
     L = m.role.shape[-1]
-    kv_num, kv_idx, full_num, full_idx = build_gist_block_mask(m, block_size)
+    if m.pos is None:
+        kv_num, kv_idx, full_num, full_idx = build_gist_block_mask(m, block_size)
+    else:  # a physically reordered row (thinkc.gist.reorder): tiles counted from the rule
+        from thinkc.gist.reorder import reordered_block_mask_tensors
+
+        kv_num, kv_idx, full_num, full_idx = reordered_block_mask_tensors(m, block_size)
     return BlockMask.from_kv_blocks(kv_num, kv_idx, full_num, full_idx, BLOCK_SIZE=block_size,
                                     mask_mod=gist_mask_mod(m), seq_lengths=(L, L))
 

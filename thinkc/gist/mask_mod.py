@@ -12,16 +12,19 @@ from thinkc.gist.rule import GistMeta, Role
 
 def gist_mask_mod(meta: GistMeta):
     """`mask_mod(b, h, q_idx, kv_idx) -> bool` for FlexAttention / create_block_mask. Heads share
-    the mask (h is ignored); `b` indexes the rows of the (batched) metadata."""
+    the mask (h is ignored); `b` indexes the rows of the (batched) metadata. A physically reordered
+    row (meta.pos set) is masked by the logical positions of its tokens."""
     m = meta.batched()
     role, seg, doc, expire = (t.to(torch.int32) for t in (m.role, m.seg, m.doc, m.expire))
+    pos = None if m.pos is None else m.pos.to(torch.int32)  # a reordered row: logical positions
     flags = m.flags
     cache = int(Role.CACHE)
 
     def mask_mod(b, h, q_idx, kv_idx):
         doc_q, doc_k = doc[b, q_idx], doc[b, kv_idx]
         same_doc = (doc_q == doc_k) & (doc_k >= 0)
-        vis = same_doc & (kv_idx <= q_idx) & (q_idx < expire[b, kv_idx])
+        q_pos, k_pos = (q_idx, kv_idx) if pos is None else (pos[b, q_idx], pos[b, kv_idx])
+        vis = same_doc & (k_pos <= q_pos) & (q_pos < expire[b, kv_idx])
         if not flags.any:
             return vis
         seg_k = seg[b, kv_idx]
@@ -31,7 +34,7 @@ def gist_mask_mod(meta: GistMeta):
             vis = vis & (~q_cache | same_seg)
         sibling = q_cache & (role[b, kv_idx] == cache) & same_seg & same_doc
         if flags.diagonal:
-            vis = torch.where(sibling, q_idx == kv_idx, vis)
+            vis = torch.where(sibling, q_pos == k_pos, vis)
         elif flags.bi_directional:
             vis = vis | sibling
         return vis

@@ -3,8 +3,8 @@
 Greedy first-fit, samples kept whole and in order inside a row. In a row every sample is its own
 document (doc ids 0, 1, 2, ...), so the gist rule's document term keeps samples apart: the packed
 row's reference mask is the block diagonal of the samples' own masks. Positions restart at each
-sample (its own position_ids are kept), `expire` is shifted by the sample's offset in the row
-(NEVER stays NEVER), segment ids are made unique per row, and the tail is padding (role PAD,
+sample (its own position_ids are kept), `expire` (and a reordered sample's logical indices
+`meta.pos`) is shifted by the sample's offset in the row (NEVER stays NEVER), segment ids are made unique per row, and the tail is padding (role PAD,
 doc -1, seg -1, label IGNORE_INDEX, expire NEVER)."""
 from __future__ import annotations
 
@@ -39,11 +39,13 @@ def pack_samples(samples: list[GistSample], max_len: int, pad_id: int) -> list[G
     flags = {s.meta.flags for s in samples}
     if len(flags) > 1:
         raise ValueError(f"cannot pack samples with different gist flags: {sorted(map(str, flags))}")
+    if len({s.meta.pos is None for s in samples}) > 1:
+        raise ValueError("cannot pack physically reordered samples with sequence-order ones")
     return [_pack_row([samples[i] for i in row], max_len, pad_id) for row in first_fit([len(s) for s in samples], max_len)]
 
 
 def _pack_row(samples: list[GistSample], max_len: int, pad_id: int) -> GistSample:
-    ids, labels, pos, role, seg, doc, expire = ([] for _ in range(7))
+    ids, labels, pos, role, seg, doc, expire, order = ([] for _ in range(8))
     offset = seg_base = doc_base = 0
     for s in samples:
         m = s.meta
@@ -55,6 +57,8 @@ def _pack_row(samples: list[GistSample], max_len: int, pad_id: int) -> GistSampl
         seg.append(torch.where(s_seg >= 0, s_seg + seg_base, s_seg))
         doc.append(torch.where(s_doc >= 0, s_doc + doc_base, s_doc))
         expire.append(torch.where(s_exp >= NEVER, s_exp, s_exp + offset))
+        if m.pos is not None:  # reordered samples: logical indices shift like expire
+            order.append(m.pos.long() + offset)
         offset += len(s)
         seg_base += int(s_seg.max().clamp(min=-1)) + 1 if s_seg.numel() else 0
         doc_base += int(s_doc.max().clamp(min=-1)) + 1 if s_doc.numel() else 0
@@ -66,5 +70,6 @@ def _pack_row(samples: list[GistSample], max_len: int, pad_id: int) -> GistSampl
     seg.append(torch.full((pad,), -1, dtype=torch.int32))
     doc.append(torch.full((pad,), -1, dtype=torch.int32))
     expire.append(torch.full((pad,), NEVER, dtype=torch.int32))
-    meta = GistMeta(torch.cat(role), torch.cat(seg), torch.cat(doc), torch.cat(expire), samples[0].meta.flags)
+    order = torch.cat(order + [torch.arange(offset, max_len)]) if order else None
+    meta = GistMeta(torch.cat(role), torch.cat(seg), torch.cat(doc), torch.cat(expire), samples[0].meta.flags, order)
     return GistSample(torch.cat(ids), torch.cat(labels), torch.cat(pos), meta)

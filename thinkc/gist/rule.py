@@ -92,6 +92,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Optional
 
 import torch
 
@@ -138,9 +139,13 @@ class GistMeta:
     doc: torch.Tensor
     expire: torch.Tensor
     flags: GistFlags = field(default_factory=GistFlags)
+    # Logical index of each token in the row (the q/k positions of `visible`) when the row is stored
+    # physically reordered (thinkc.gist.reorder); None = sequence order (index == logical position).
+    pos: Optional[torch.Tensor] = None
 
     def to(self, device) -> "GistMeta":
-        return GistMeta(*(t.to(device) for t in (self.role, self.seg, self.doc, self.expire)), self.flags)
+        pos = None if self.pos is None else self.pos.to(device)
+        return GistMeta(*(t.to(device) for t in (self.role, self.seg, self.doc, self.expire)), self.flags, pos)
 
     def __len__(self) -> int:
         return self.role.shape[-1]
@@ -148,7 +153,14 @@ class GistMeta:
     def batched(self) -> "GistMeta":
         if self.role.dim() == 2:
             return self
-        return GistMeta(*(t.unsqueeze(0) for t in (self.role, self.seg, self.doc, self.expire)), self.flags)
+        pos = None if self.pos is None else self.pos.unsqueeze(0)
+        return GistMeta(*(t.unsqueeze(0) for t in (self.role, self.seg, self.doc, self.expire)), self.flags, pos)
+
+    def positions(self) -> torch.Tensor:
+        """The logical index of every token (`pos`, or 0..L-1 in sequence order), shaped like `role`."""
+        if self.pos is not None:
+            return self.pos
+        return torch.arange(self.role.shape[-1], device=self.role.device).expand(self.role.shape)
 
 
 def compute_expire(
@@ -252,10 +264,11 @@ def visible(
 
 
 def reference_mask(meta: GistMeta) -> torch.Tensor:
-    """Dense boolean mask [B, L, L] (True = q may attend to k). Readable, O(L^2): the reference."""
+    """Dense boolean mask [B, L, L] (True = q may attend to k). Readable, O(L^2): the reference.
+    A physically reordered row (meta.pos set) gives the sequence-order mask with rows and columns
+    permuted alike: the rule only ever sees logical positions."""
     m = meta.batched()
-    B, L = m.role.shape
-    pos = torch.arange(L, device=m.role.device).expand(B, L)
+    pos = m.positions()
     return visible(pos, m.role, m.seg, m.doc, pos, m.role, m.seg, m.doc, m.expire, m.flags)
 
 

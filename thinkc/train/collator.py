@@ -1,12 +1,18 @@
 """Stack GistSamples into a batch: right-padding with IGNORE labels and PAD metadata (doc -1, so pad
 keys are never visible). The gist metadata travels as `gist_*` tensors; the trainer turns it into
-the attention mask on the model's device (a BlockMask on GPU, a dense additive mask on CPU)."""
+the attention mask on the model's device (a BlockMask on GPU, a dense additive mask on CPU).
+
+Physically reordered samples (thinkc.gist.reorder) add `gist_pos` (each token's logical index;
+padding continues past the row) and `shift_labels`: the target at each token is its logical
+successor's label, which transformers' loss takes as is instead of shifting by one physical position
+(`labels` is then the same tensor, so the loss and the Trainer's token count both use it)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
 
+from thinkc.gist.reorder import shifted_labels
 from thinkc.gist.rule import NEVER, Role
 from thinkc.gist.sample import IGNORE_INDEX, GistSample
 
@@ -45,4 +51,22 @@ class GistCollator:
             batch["gist_seg"][i, :n] = m.seg.to(torch.int32)
             batch["gist_doc"][i, :n] = m.doc.to(torch.int32)
             batch["gist_expire"][i, :n] = m.expire.to(torch.int32)
+        reordered = {s.meta.pos is not None for s in samples}
+        if reordered == {True}:
+            _add_reordered(batch, samples)
+        elif len(reordered) > 1:
+            raise ValueError("a batch mixes physically reordered and sequence-order samples")
         return batch
+
+
+def _add_reordered(batch: dict[str, torch.Tensor], samples: list[GistSample]) -> None:
+    B, L = batch["input_ids"].shape
+    pos = torch.arange(L).repeat(B, 1)  # padding: logical indices past the row's own
+    shift = torch.full((B, L), IGNORE_INDEX, dtype=torch.long)
+    for i, s in enumerate(samples):
+        n = len(s)
+        pos[i, :n] = s.meta.pos.long()
+        shift[i, :n] = shifted_labels(s.labels.long(), s.meta.pos)
+    batch["gist_pos"] = pos
+    batch["shift_labels"] = shift
+    batch["labels"] = shift

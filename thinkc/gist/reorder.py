@@ -1,0 +1,149 @@
+"""Physical reordering of a training row: stored as [prompt | cache tokens + [o] | thoughts, answer]
+per document, computed as if in sequence order.
+
+In sequence order almost every 128 x 128 tile of the gist mask is partial (short thoughts: as many
+tiles as causal attention). Grouping the tokens that stay visible for long (prompt, cache tokens and
+[o]) ahead of the tokens that expire soon (thoughts) leaves far fewer tiles to compute
+(docs/benchmarks.md). Nothing else changes:
+
+- `position_ids` (RoPE) travel with their tokens: every token keeps its logical position;
+- `labels` travel with their tokens too (labels[t] is still the target AT token t); the loss needs
+  each token's *logical successor*, so the collator hands transformers `shift_labels`
+  (`shifted_labels`) instead of letting it shift by one physical position;
+- the metadata is permuted and `meta.pos` holds each token's logical index in the row, so the rule
+  (thinkc.gist.rule.visible) is evaluated on logical positions: the reordered row's mask is the
+  sequence-order mask with rows and columns permuted alike (`reference_mask` and `gist_mask_mod`
+  read `pos`; `gist_block_mask` builds its tiles with `reordered_block_mask_tensors`).
+
+Within each group tokens keep their sequence order (stable), and documents of a packed row stay
+contiguous runs in their order (padding last), so packing reordered samples equals reordering the
+packed row."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from thinkc.errors import ThinkcError
+from thinkc.gist.rule import GistMeta, Role, visible
+from thinkc.gist.sample import IGNORE_INDEX, GistSample
+
+REORDER_SETTINGS = ("auto", True, False)
+_FIRST = (Role.PROMPT, Role.CACHE_PLAIN)  # the prompt (plain-prefill cache tokens are prompt rows)
+_SECOND = (Role.CACHE, Role.OUTPUT)  # gist blocks: visible to the end of the document
+
+
+def resolve_reorder(setting, device, uses_gist_mask: bool) -> bool:
+    """`auto`: reorder only where the mask is a BlockMask (gist or packed rows on CUDA): the dense
+    CPU mask costs the same in any order. true / false force it (true: whenever a gist mask is used)."""
+    if setting not in REORDER_SETTINGS:
+        raise ThinkcError(f"reorder must be auto, true or false, got {setting!r}")
+    if not uses_gist_mask:
+        return False
+    if setting == "auto":
+        return torch.device(device).type == "cuda"
+    return bool(setting)
+
+
+def reorder_permutation(meta: GistMeta) -> torch.Tensor:
+    """Physical order of a sequence-order row (1-D metadata): per document run, [prompt | cache
+    tokens and [o] | everything else], stable. perm[i] = the logical index stored at physical i."""
+    if meta.pos is not None:
+        raise ThinkcError("this row is already reordered")
+    role, doc = meta.role.long().flatten(), meta.doc.long().flatten()
+    L = role.numel()
+    group = torch.full_like(role, 2)
+    group[torch.isin(role, torch.tensor([int(r) for r in _FIRST]))] = 0
+    group[torch.isin(role, torch.tensor([int(r) for r in _SECOND]))] = 1
+    run = torch.zeros_like(doc)
+    run[1:] = (doc[1:] != doc[:-1]).long().cumsum(0)
+    return torch.sort((run * 3 + group) * L + torch.arange(L), stable=True).indices
+
+
+def reorder_sample(sample: GistSample) -> GistSample:
+    """The same row stored physically reordered: tokens, labels, positions and metadata permuted
+    alike, `meta.pos` = each token's logical index."""
+    perm = reorder_permutation(sample.meta)
+    m = sample.meta
+    meta = GistMeta(m.role[perm], m.seg[perm], m.doc[perm], m.expire[perm], m.flags, perm.clone())
+    return GistSample(sample.input_ids[perm], sample.labels[perm], sample.position_ids[perm], meta)
+
+
+def is_reordered(sample: GistSample) -> bool:
+    return sample.meta.pos is not None
+
+
+def restore_order(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Physical -> sequence order along dim 1 (e.g. logits [B, L, V]; pos [B, L] or [L]):
+    out[b, pos[b, i]] = x[b, i]."""
+    pos = pos.long()
+    if pos.dim() == 1:
+        pos = pos.expand(x.shape[0], -1)
+    index = pos.reshape(*pos.shape, *[1] * (x.dim() - 2)).expand_as(x)
+    return torch.empty_like(x).scatter_(1, index, x)
+
+
+def shifted_labels(labels: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """The target predicted AT each physical token: the label of its logical successor (pos + 1), as
+    transformers' one-position shift gives in sequence order (IGNORE_INDEX for the row's last
+    logical token). labels / pos: [..., L], pos a permutation of 0..L-1 along the last dim."""
+    pos = pos.long()
+    logical = torch.empty_like(labels).scatter_(-1, pos, labels)  # labels in sequence order
+    logical = F.pad(logical, (0, 1), value=IGNORE_INDEX)
+    return logical.gather(-1, pos + 1)
+
+
+def reordered_block_mask_tensors(meta: GistMeta, block_size: int | tuple[int, int] = 128,
+                                 chunk_pairs: int = 2**24) -> tuple[torch.Tensor, ...]:
+    """(kv_num_blocks, kv_indices, full_kv_num_blocks, full_kv_indices) of a row in any physical
+    order (meta.pos), counted tile by tile from the rule itself over chunks of query rows (at most
+    `chunk_pairs` pairs at a time: O(L^2) work, O(chunk) memory). Equal to create_block_mask(
+    gist_mask_mod(meta), B, 1, L, L, BLOCK_SIZE=block_size)."""
+    m = meta.batched()
+    q_block, kv_block = (block_size, block_size) if isinstance(block_size, int) else block_size
+    B, L = m.role.shape
+    n_q, n_kv = -(-L // q_block), -(-L // kv_block)
+    pos = m.positions()
+    rows = max(q_block, chunk_pairs // max(L, 1) // q_block * q_block)
+    counts = torch.zeros(B, n_q, n_kv, dtype=torch.long, device=m.role.device)
+    for b in range(B):
+        key = [t[b:b + 1] for t in (pos, m.role, m.seg, m.doc, m.expire)]
+        for q0 in range(0, L, rows):
+            q = [t[b:b + 1, q0:q0 + rows] for t in (pos, m.role, m.seg, m.doc)]
+            vis = visible(*q, *key, m.flags)[0]
+            nq = -(-vis.shape[0] // q_block)
+            vis = F.pad(vis, (0, n_kv * kv_block - L, 0, nq * q_block - vis.shape[0]))
+            counts[b, q0 // q_block:q0 // q_block + nq] = vis.view(nq, q_block, n_kv, kv_block).sum((1, 3))
+    full = q_block * kv_block
+    partial_tiles = ((counts > 0) & (counts < full)).to(torch.int32)[:, None]
+    full_tiles = (counts == full).to(torch.int32)[:, None]
+    return (*_ordered(partial_tiles), *_ordered(full_tiles))
+
+
+def _ordered(tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """BlockMask's (num, indices) layout: per row the count, and the stable descending argsort of the 0/1 tiles."""
+    num = tiles.sum(-1).to(torch.int32)
+    order = torch.argsort(tiles, dim=-1, descending=True, stable=True).to(torch.int32)
+    return num.contiguous(), order.contiguous()
+
+
+def computed_tile_share(samples: list[GistSample], block: int = 128) -> float:
+    """Share of the block x block tiles of the given rows (each over its own length) with a visible
+    pair: what a block-sparse kernel computes. Rows may be in sequence or reordered order."""
+    from thinkc.ops.block_mask import build_gist_block_mask
+
+    computed = total = 0
+    for s in samples:
+        m = s.meta.batched()
+        t = reordered_block_mask_tensors(m, block) if m.pos is not None else build_gist_block_mask(m, block)
+        computed += int(t[0].sum()) + int(t[2].sum())
+        total += t[1].numel()
+    return computed / total if total else 0.0
+
+
+def causal_tile_share(samples: list[GistSample], block: int = 128) -> float:
+    """The same share for plain causal attention over the same row lengths."""
+    computed = total = 0
+    for s in samples:
+        n = -(-len(s) // block)
+        computed, total = computed + n * (n + 1) // 2, total + n * n
+    return computed / total if total else 0.0
