@@ -17,7 +17,7 @@ from thinkc.errors import ThinkcError
 from thinkc.train.config import TrainConfig
 
 
-def _tied(model) -> bool:
+def tied_head(model) -> bool:
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     return bool(getattr(config, "tie_word_embeddings", False))
 
@@ -28,7 +28,7 @@ def token_indices(model, new_token_ids: list[int]) -> dict:
     if not new_token_ids:
         return {}
     out = {"embed_tokens": list(new_token_ids)}
-    if not _tied(model) and hasattr(model, "lm_head"):
+    if not tied_head(model) and hasattr(model, "lm_head"):
         out["lm_head"] = list(new_token_ids)
     return out
 

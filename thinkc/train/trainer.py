@@ -18,12 +18,16 @@ from typing import Any, Optional
 import torch
 import yaml
 from rich.console import Console
-from transformers import PrinterCallback, Trainer
+
+from thinkc.train.quiet import align_special_tokens, name_cpu_accelerator, quiet_run
+
+name_cpu_accelerator()  # before transformers pulls deepspeed in
+from transformers import PrinterCallback, Trainer  # noqa: E402
 
 from thinkc.errors import ThinkcError
 from thinkc.gist.rule import GistFlags, GistMeta
 from thinkc.models.patch import enable_gist_attention, gist_attention_mask
-from thinkc.train.adapters import apply_lora
+from thinkc.train.adapters import apply_lora, tied_head
 from thinkc.train.arguments import training_arguments
 from thinkc.train.callbacks import (JsonlLogCallback, LogLastStepCallback, RichProgressCallback, StepTimerCallback,
                                     TimeLimitCallback, read_log)
@@ -71,6 +75,13 @@ class GistTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         return super().compute_loss(model, self._with_mask(model, inputs), return_outputs=return_outputs,
                                     num_items_in_batch=num_items_in_batch)
+
+    def _issue_warnings_after_load(self, load_result: Any) -> None:
+        """A tied LM head is the embedding, not stored in checkpoints: not a missing key on resume."""
+        if tied_head(self.model) and getattr(load_result, "missing_keys", None):
+            kept = [k for k in load_result.missing_keys if not k.endswith("lm_head.weight")]
+            load_result = load_result._replace(missing_keys=kept)
+        super()._issue_warnings_after_load(load_result)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         return super().prediction_step(model, self._with_mask(model, inputs), prediction_loss_only, ignore_keys)
@@ -182,7 +193,11 @@ def build_trainer(cfg: TrainConfig, model, args, tokenizer, gist, datasets, cons
 
 
 def run_training(cfg: TrainConfig, console: Optional[Console] = None) -> TrainResult:
-    console = console or Console(stderr=True)
+    with quiet_run():
+        return _run(cfg, console or Console(stderr=True))
+
+
+def _run(cfg: TrainConfig, console: Console) -> TrainResult:
     t0 = time.time()
     out = Path(cfg.train.output)
     records, eval_records = split_records(cfg, load_records(cfg))  # data errors before any model load
@@ -208,6 +223,7 @@ def run_training(cfg: TrainConfig, console: Optional[Console] = None) -> TrainRe
     if cfg.train.gradient_checkpointing:
         model.config.use_cache = False
 
+    align_special_tokens(model, tokenizer)
     timer = StepTimerCallback()
     trainer = build_trainer(cfg, model, args, tokenizer, gist, (SampleDataset(samples), eval_ds), console, timer)
     n_log = len(read_log(out / LOG_FILE))
