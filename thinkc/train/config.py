@@ -55,6 +55,7 @@ class DataConfig:
     limit: int = 0  # use only the first N records (0 = all)
     eval: Optional[str] = None  # eval records JSONL, or `synth` (a synthetic split disjoint from training)
     eval_ratio: float = 0.0  # or hold out this share of the training records for evaluation
+    reorder: Union[bool, str] = "auto"  # store rows as [prompt|cache tokens|thoughts]; auto = on CUDA (BlockMask)
 
 
 @dataclass
@@ -280,6 +281,7 @@ def _validate_data(cfg: TrainConfig, check_files: bool, need) -> None:
     need(d.max_length >= 16, "data.max_length: must be >= 16")
     need(d.overlong in ("truncate", "drop"), f"data.overlong: {d.overlong!r} is not truncate or drop")
     need(d.limit >= 0, "data.limit: must be >= 0")
+    need(d.reorder in (True, False, "auto"), f"data.reorder: {d.reorder!r} is not true, false or auto")
     if check_files and d.train != "synth":
         need(Path(d.train).is_file(), f"data.train: {d.train}: no such file")
     need(t.max_steps == -1 or t.max_steps >= 1,

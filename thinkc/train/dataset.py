@@ -112,10 +112,11 @@ class SampleStats:
     label_tokens: int
 
 
-def build_samples(records: list, tokenizer, cfg: TrainConfig,
-                  make: Callable[[Any], Any]) -> tuple[list[GistSample], SampleStats]:
+def build_samples(records: list, tokenizer, cfg: TrainConfig, make: Callable[[Any], Any],
+                  reorder: bool = False) -> tuple[list[GistSample], SampleStats]:
     """Tokenise every record with `make` (a sample or a list of them), cut or drop over-long samples
-    (data.overlong), pack."""
+    (data.overlong), pack; with `reorder`, store every row physically reordered (thinkc.gist.reorder:
+    [prompt | cache tokens + [o] | thoughts] per document, logical positions and labels kept)."""
     out, truncated = [], 0
     for s in (s for r in records for s in _as_list(make(r))):
         if len(s) > cfg.data.max_length:
@@ -128,6 +129,10 @@ def build_samples(records: list, tokenizer, cfg: TrainConfig,
         raise ThinkcError(f"every sample is longer than data.max_length={cfg.data.max_length} (data.overlong=drop)")
     if cfg.data.packing:
         out = pack(out, cfg.data.max_length, tokenizer.pad_token_id or 0)
+    if reorder:
+        from thinkc.gist.reorder import reorder_sample
+
+        out = [reorder_sample(s) for s in out]
     stats = SampleStats(len(records), len(out), truncated, sum(len(s) for s in out),
                         sum(int((s.labels != IGNORE_INDEX).sum()) for s in out))
     return out, stats

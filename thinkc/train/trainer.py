@@ -25,6 +25,7 @@ name_cpu_accelerator()  # before transformers pulls deepspeed in
 from transformers import PrinterCallback, Trainer  # noqa: E402
 
 from thinkc.errors import ThinkcError
+from thinkc.gist.reorder import resolve_reorder
 from thinkc.gist.rule import GistFlags, GistMeta
 from thinkc.models.patch import enable_gist_attention, gist_attention_mask
 from thinkc.train.adapters import apply_lora, tied_head
@@ -65,7 +66,8 @@ class GistTrainer(Trainer):
             return inputs
         inputs = dict(inputs)
         role, seg, doc, expire = (inputs.pop(k) for k in META_KEYS)
-        meta = GistMeta(role, seg, doc, expire, self.gist_flags)
+        # physically reordered rows (data.reorder) carry logical indices; their loss uses shift_labels
+        meta = GistMeta(role, seg, doc, expire, self.gist_flags, inputs.pop("gist_pos", None))
         dtype = next(p for p in model.parameters()).dtype
         if not dtype.is_floating_point:
             dtype = torch.float32
@@ -208,7 +210,8 @@ def _run(cfg: TrainConfig, console: Console) -> TrainResult:
     model, tokenizer = load_model_and_tokenizer(cfg)
     gist = setup_gist(cfg, tokenizer, model) if cfg.uses_gist else None
     make = gist.make if gist else sample_builder(tokenizer, sft_gist_config(cfg))
-    samples, stats = build_samples(records, tokenizer, cfg, make)
+    reorder = resolve_reorder(cfg.data.reorder, args.device, cfg.uses_gist or cfg.data.packing)
+    samples, stats = build_samples(records, tokenizer, cfg, make, reorder=reorder)  # eval rows stay in order
     eval_ds = SampleDataset(build_samples(eval_records, tokenizer, cfg, make)[0]) if eval_records else None
     if stats.label_tokens == 0:
         raise ThinkcError("no trainable tokens: every label is masked (check data.max_length)")
