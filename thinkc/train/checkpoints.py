@@ -27,6 +27,7 @@ MAY_CHANGE = {
     "train.output", "train.epochs", "train.max_steps", "train.max_minutes", "train.logging_steps",
     "train.save_steps", "train.save_total_limit", "train.resume", "train.report_to", "train.eval_steps",
     "train.num_workers", "train.extra_args", "train.device", "data.eval", "lora.merge",
+    "data.reorder",  # storage order only: the same loss and gradients (thinkc.gist.reorder)
 }
 
 
