@@ -77,6 +77,9 @@ def print_check(cfg, console) -> None:
     from thinkc.train.dataset import load_records
     from thinkc.train.evaluation import split_records
 
+    from thinkc.train.arguments import check_arguments
+
+    check_arguments(cfg)  # train.extra_args names, report_to installed (no TrainingArguments built)
     records, held = split_records(cfg, load_records(cfg))
     console.print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), highlight=False)
     console.print(f"[green]ok[/]: {len(records)} records" + (f", {len(held)} eval records" if held else ""),

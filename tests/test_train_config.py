@@ -179,3 +179,10 @@ def test_report_to_a_tracker_that_is_not_installed_is_one_line(tmp_path, data_fi
         training_arguments(cfg)
     cfg = load_config(overrides=base(data_file, tmp_path), sets=["train.report_to=tensorboard", "train.device=cpu"])
     assert training_arguments(cfg).report_to == ["tensorboard"]  # installed with thinkc[all]
+
+
+def test_check_refuses_an_unknown_extra_argument(tmp_path, data_file):
+    out = _cli(["train", "--model", "tiny", "--data", str(data_file), "-o", str(tmp_path / "o"),
+                "--set", "train.extra_args.warmup_stepz=3", "--check"])
+    assert isinstance(out.exception, ThinkcError)
+    assert "train.extra_args.warmup_stepz: not a TrainingArguments option" in str(out.exception)

@@ -69,6 +69,13 @@ def extra_arguments(extra: dict, params) -> dict:
     return dict(extra)
 
 
+def check_arguments(cfg: TrainConfig) -> None:
+    """What training_arguments would refuse by name, without building TrainingArguments (which can
+    start a distributed backend): the extra_args names and the trackers' packages."""
+    report_to(cfg)
+    extra_arguments(cfg.train.extra_args, inspect.signature(TrainingArguments).parameters)
+
+
 def training_arguments(cfg: TrainConfig, has_eval: bool = False) -> TrainingArguments:
     t = cfg.train
     cuda = use_cuda(cfg)
