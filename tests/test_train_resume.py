@@ -73,3 +73,21 @@ def test_run_length_and_logging_may_change(tmp_path):
     check_resume(config(tmp_path, lr="1e-3", max_steps=50, logging_steps=1, report_to="tensorboard"), c)
     assert setting_changes(saved.to_dict(), config(tmp_path, lr=1e-3, max_steps=10, seed=3)) == ["train.seed: 0 -> 3"]
     check_resume(config(tmp_path, lr=5.0), None)  # nothing to resume: no check
+
+
+def test_resume_never_starts_over_and_auto_clears_only_incomplete(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from thinkc.train.trainer import prepare_output
+
+    ckpt(tmp_path, 2)
+    ckpt(tmp_path, 4, state=False)
+    buf = io.StringIO()
+    prepare_output(config(tmp_path), str(tmp_path / "checkpoint-2"), Console(file=buf), "sft: ...")
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-2"]
+    assert "removed 1 incomplete checkpoint(s): checkpoint-4" in buf.getvalue()
+    assert yaml.safe_load((tmp_path / "train_config.yaml").read_text())["method"] == "sft"
+    prepare_output(config(tmp_path, resume="never"), None, Console(file=buf), "sft: ...")
+    assert not list(tmp_path.glob("checkpoint-*"))  # an old run's checkpoints can never be resumed by mistake
