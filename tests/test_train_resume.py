@@ -73,6 +73,9 @@ def test_run_length_and_logging_may_change(tmp_path):
     check_resume(config(tmp_path, lr="1e-3", max_steps=50, logging_steps=1, report_to="tensorboard"), c)
     assert setting_changes(saved.to_dict(), config(tmp_path, lr=1e-3, max_steps=10, seed=3)) == ["train.seed: 0 -> 3"]
     check_resume(config(tmp_path, lr=5.0), None)  # nothing to resume: no check
+    older = saved.to_dict()
+    del older["data"]["eval_ratio"], older["train"]["report_to"]  # written before these keys existed
+    assert setting_changes(older, config(tmp_path, lr=1e-3, max_steps=10)) == []
 
 
 def test_resume_never_starts_over_and_auto_clears_only_incomplete(tmp_path):

@@ -89,7 +89,7 @@ def setting_changes(saved: dict, cfg: TrainConfig) -> list[str]:
     old, new = _flatten(saved), _flatten(cfg.to_dict())
     changed = []
     for key in sorted(set(old) | set(new)):
-        if key in MAY_CHANGE or key not in new:  # a key this version no longer has
+        if key in MAY_CHANGE or key not in new or key not in old:  # a key one of the two versions lacks
             continue
         if old.get(key) != new.get(key) and not _same_number(old.get(key), new.get(key)):
             changed.append(f"{key}: {old.get(key)!r} -> {new.get(key)!r}")
