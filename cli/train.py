@@ -84,6 +84,19 @@ def print_check(cfg, console) -> None:
     console.print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), highlight=False)
     console.print(f"[green]ok[/]: {len(records)} records" + (f", {len(held)} eval records" if held else ""),
                   highlight=False)
+    print_tile_shares(cfg, records, console)
+
+
+def print_tile_shares(cfg, records, console) -> None:
+    """--check: attention tiles a block-sparse kernel computes, as laid out vs physically reordered."""
+    from thinkc.train.dataset import tile_shares
+
+    t = tile_shares(cfg, records)
+    if t is not None:
+        console.print(f"attention tiles computed ({t['block']}-token tiles, first {t['rows']} rows): "
+                      f"{t['as_laid_out']:.1%} as laid out, {t['reordered']:.1%} reordered, "
+                      f"{t['causal']:.1%} plain causal; data.reorder={cfg.data.reorder} "
+                      "(auto: reordered on CUDA, where the mask is a BlockMask)", highlight=False)
 
 
 def overrides(method, model, lora, lora_r, flags: list) -> dict:

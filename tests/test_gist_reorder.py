@@ -16,6 +16,7 @@ from thinkc.gist.mask_mod import gist_mask_mod
 from thinkc.gist.packing import pack_samples
 from thinkc.gist.reorder import (computed_tile_share, reorder_permutation, reorder_sample, reordered_block_mask_tensors,
                                  resolve_reorder, restore_order, shifted_labels)
+from thinkc.gist.reorder_tiles import tile_counts
 from thinkc.gist.rule import GistMeta, Role, compute_expire, reference_mask
 from thinkc.gist.sample import IGNORE_INDEX, GistSample
 
@@ -92,11 +93,47 @@ def test_reordered_block_mask_equals_create_block_mask_of_the_permuted_reference
                     flags, torch.stack([r.meta.pos for r in rows]))
     want = dense_block_mask(reference_mask(meta), block_size)
     assert_same(reordered_block_mask_tensors(meta, block_size), want, "reordered tiles")
-    assert_same(reordered_block_mask_tensors(meta, block_size, chunk_pairs=1), want, "one tile row per chunk")
     bm = gist_block_mask(meta, block_size)
     assert_same((bm.kv_num_blocks, bm.kv_indices, bm.full_kv_num_blocks, bm.full_kv_indices), want, "gist_block_mask")
     m = create_block_mask(gist_mask_mod(meta), 2, 1, L, L, device="cpu", BLOCK_SIZE=block_size)
     assert_same((m.kv_num_blocks, m.kv_indices, m.full_kv_num_blocks, m.full_kv_indices), want, "mask_mod")
+
+
+def shuffled_within_docs(meta: GistMeta, seed: int) -> GistMeta:
+    """A batch [B, L] stored in a random physical order inside every document run (many runs)."""
+    g = torch.Generator().manual_seed(seed)
+    perms = []
+    for doc in meta.doc.long():
+        run = torch.cat([torch.zeros(1, dtype=torch.long), (doc[1:] != doc[:-1]).long().cumsum(0)])
+        perms.append(torch.sort(run * len(doc) + torch.randperm(len(doc), generator=g)).indices)
+    perm = torch.stack(perms)
+    take = lambda t: t.gather(1, perm.to(torch.int64)).to(t.dtype)  # noqa: E731
+    return GistMeta(take(meta.role), take(meta.seg), take(meta.doc), take(meta.expire), meta.flags, perm)
+
+
+@pytest.mark.parametrize("seed,flags", [(s, f) for s, f in enumerate(ALL_FLAGS)])
+def test_tiles_of_any_order_equal_create_block_mask(seed, flags):
+    from test_gist_masks import layout_meta, scrambled_meta
+
+    from thinkc.ops.block_mask import build_gist_block_mask
+
+    for meta in (layout_meta(seed, batch=2, flags=flags), scrambled_meta(seed, 70, batch=2, flags=flags)):
+        assert_same(reordered_block_mask_tensors(meta, 16), build_gist_block_mask(meta, 16), "sequence order")
+        shuffled = shuffled_within_docs(meta, seed)
+        want = reference_mask(meta).gather(1, shuffled.pos[:, :, None].expand(-1, -1, meta.role.shape[1]))
+        want = want.gather(2, shuffled.pos[:, None, :].expand(-1, meta.role.shape[1], -1))
+        assert torch.equal(reference_mask(shuffled), want)
+        assert_same(reordered_block_mask_tensors(shuffled, (16, 32)), dense_block_mask(want, (16, 32)), "shuffled")
+        for m, dense in ((meta, reference_mask(meta)), (shuffled, want)):  # exact pair counts per tile
+            assert torch.equal(tile_counts(m, 1, 1), dense.long())
+            assert torch.equal(tile_counts(m, 8, 4), pair_counts(dense, 8, 4))
+
+
+def pair_counts(dense: torch.Tensor, q_block: int, kv_block: int) -> torch.Tensor:
+    B, L, _ = dense.shape
+    n_q, n_kv = -(-L // q_block), -(-L // kv_block)
+    padded = torch.nn.functional.pad(dense.long(), (0, n_kv * kv_block - L, 0, n_q * q_block - L))
+    return padded.view(B, n_q, q_block, n_kv, kv_block).sum((2, 4))
 
 
 def test_reordering_leaves_fewer_tiles_on_a_long_synthetic_layout():

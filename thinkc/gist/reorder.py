@@ -92,27 +92,15 @@ def shifted_labels(labels: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     return logical.gather(-1, pos + 1)
 
 
-def reordered_block_mask_tensors(meta: GistMeta, block_size: int | tuple[int, int] = 128,
-                                 chunk_pairs: int = 2**24) -> tuple[torch.Tensor, ...]:
+def reordered_block_mask_tensors(meta: GistMeta, block_size: int | tuple[int, int] = 128) -> tuple[torch.Tensor, ...]:
     """(kv_num_blocks, kv_indices, full_kv_num_blocks, full_kv_indices) of a row in any physical
-    order (meta.pos), counted tile by tile from the rule itself over chunks of query rows (at most
-    `chunk_pairs` pairs at a time: O(L^2) work, O(chunk) memory). Equal to create_block_mask(
-    gist_mask_mod(meta), B, 1, L, L, BLOCK_SIZE=block_size)."""
-    m = meta.batched()
+    order (meta.pos; each document a contiguous run), without an L x L mask
+    (thinkc.gist.reorder_tiles). Equal to create_block_mask(gist_mask_mod(meta), B, 1, L, L,
+    BLOCK_SIZE=block_size)."""
+    from thinkc.gist.reorder_tiles import tile_counts
+
     q_block, kv_block = (block_size, block_size) if isinstance(block_size, int) else block_size
-    B, L = m.role.shape
-    n_q, n_kv = -(-L // q_block), -(-L // kv_block)
-    pos = m.positions()
-    rows = max(q_block, chunk_pairs // max(L, 1) // q_block * q_block)
-    counts = torch.zeros(B, n_q, n_kv, dtype=torch.long, device=m.role.device)
-    for b in range(B):
-        key = [t[b:b + 1] for t in (pos, m.role, m.seg, m.doc, m.expire)]
-        for q0 in range(0, L, rows):
-            q = [t[b:b + 1, q0:q0 + rows] for t in (pos, m.role, m.seg, m.doc)]
-            vis = visible(*q, *key, m.flags)[0]
-            nq = -(-vis.shape[0] // q_block)
-            vis = F.pad(vis, (0, n_kv * kv_block - L, 0, nq * q_block - vis.shape[0]))
-            counts[b, q0 // q_block:q0 // q_block + nq] = vis.view(nq, q_block, n_kv, kv_block).sum((1, 3))
+    counts = tile_counts(meta, q_block, kv_block)
     full = q_block * kv_block
     partial_tiles = ((counts > 0) & (counts < full)).to(torch.int32)[:, None]
     full_tiles = (counts == full).to(torch.int32)[:, None]

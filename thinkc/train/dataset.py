@@ -7,7 +7,7 @@ GistConfig. All samples carry GistMeta, so one collator and one mask path serve 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -151,3 +151,40 @@ class SampleDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> GistSample:
         return self.samples[i]
+
+
+# ---------------------------------------------------------------- thinkc train --check
+
+def tile_shares(cfg: TrainConfig, records: list, block: int = 128, rows: int = 64) -> Optional[dict]:
+    """The share of block x block attention tiles a block-sparse kernel computes on the first `rows`
+    training rows: as laid out, physically reordered (data.reorder) and plain causal. Loads the
+    tokenizer, not the model. None when the run uses no gist mask (unpacked sft: plain causal)."""
+    if not (cfg.uses_gist or cfg.data.packing):
+        return None
+    from thinkc.gist.reorder import causal_tile_share, computed_tile_share, reorder_sample
+
+    tokenizer = _tokenizer(cfg)
+    if cfg.uses_gist:
+        from thinkc.train.trainer import setup_gist
+
+        make = setup_gist(cfg, tokenizer, None).make
+    else:
+        make = sample_builder(tokenizer, sft_gist_config(cfg))
+    samples = build_samples(records[:rows], tokenizer, cfg, make)[0][:rows]
+    return {"rows": len(samples), "block": block, "as_laid_out": computed_tile_share(samples, block),
+            "reordered": computed_tile_share([reorder_sample(s) for s in samples], block),
+            "causal": causal_tile_share(samples, block)}
+
+
+def _tokenizer(cfg: TrainConfig):
+    m = cfg.model
+    if m.init == "tiny":
+        from thinkc.models.tokenizer import tiny_tokenizer
+
+        return tiny_tokenizer(m.vocab_size)
+    from thinkc.models.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(m.name)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
