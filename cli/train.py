@@ -94,9 +94,10 @@ def print_tile_shares(cfg, records, console) -> None:
     t = tile_shares(cfg, records)
     if t is not None:
         console.print(f"attention tiles computed ({t['block']}-token tiles, first {t['rows']} rows): "
-                      f"{t['as_laid_out']:.1%} as laid out, {t['reordered']:.1%} reordered, "
-                      f"{t['causal']:.1%} plain causal; data.reorder={cfg.data.reorder} "
-                      "(auto: reordered on CUDA, where the mask is a BlockMask)", highlight=False)
+                      f"{t['as_laid_out']:.1%} as laid out, {t['reordered']:.1%} reordered "
+                      f"({t['every_doc_reordered']:.1%} with every document reordered), {t['causal']:.1%} "
+                      f"plain causal; data.reorder={cfg.data.reorder} (auto: reordered on CUDA, where the "
+                      "mask is a BlockMask)", highlight=False)
 
 
 def overrides(method, model, lora, lora_r, flags: list) -> dict:

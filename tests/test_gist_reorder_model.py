@@ -73,15 +73,19 @@ def test_thinkc_train_reordered_logs_the_same_losses(tmp_path, monkeypatch):
     from thinkc.train.callbacks import read_log
     from thinkc.train.config import load_config
 
-    built = []
+    import thinkc.train.dataset as dataset
+
+    built, moved = [], []
     real_build = trainer.build_samples
 
     def spy(*args, **kw):
         out = real_build(*args, **kw)
         built.append([s.meta.pos is not None for s in out[0]])
+        moved.append(sum(s.meta.pos is not None and not torch.equal(s.meta.pos, torch.arange(len(s))) for s in out[0]))
         return out
 
     monkeypatch.setattr(trainer, "build_samples", spy)
+    monkeypatch.setattr(dataset, "REORDER_TILE", 16)  # rows this short gain from reordering at 16-token tiles
     losses = {}
     for reorder in (False, True):
         cfg = load_config(overrides={
@@ -95,5 +99,6 @@ def test_thinkc_train_reordered_logs_the_same_losses(tmp_path, monkeypatch):
         trainer.run_training(cfg)
         losses[reorder] = [r["loss"] for r in read_log(tmp_path / str(reorder) / "train_log.jsonl") if "loss" in r]
     assert built == [[False] * len(built[0]), [True] * len(built[1])]
+    assert moved[0] == 0 and moved[1] >= 1, moved
     assert len(losses[True]) == 3
     assert losses[True] == pytest.approx(losses[False], abs=1e-5)

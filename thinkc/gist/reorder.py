@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from thinkc.errors import ThinkcError
-from thinkc.gist.rule import GistMeta, Role, visible
+from thinkc.gist.rule import NEVER, GistMeta, Role
 from thinkc.gist.sample import IGNORE_INDEX, GistSample
 
 REORDER_SETTINGS = ("auto", True, False)
@@ -44,9 +44,12 @@ def resolve_reorder(setting, device, uses_gist_mask: bool) -> bool:
     return bool(setting)
 
 
-def reorder_permutation(meta: GistMeta) -> torch.Tensor:
+def reorder_permutation(meta: GistMeta, only_where_fewer_tiles: int | None = None) -> torch.Tensor:
     """Physical order of a sequence-order row (1-D metadata): per document run, [prompt | cache
-    tokens and [o] | everything else], stable. perm[i] = the logical index stored at physical i."""
+    tokens and [o] | everything else], stable. perm[i] = the logical index stored at physical i.
+    With `only_where_fewer_tiles` = a tile size, a document is reordered only when that leaves it
+    fewer tiles to compute (short documents often need more: their few tiles fill up), and the row
+    stays in sequence order unless it computes fewer tiles as a whole."""
     if meta.pos is not None:
         raise ThinkcError("this row is already reordered")
     role, doc = meta.role.long().flatten(), meta.doc.long().flatten()
@@ -56,13 +59,39 @@ def reorder_permutation(meta: GistMeta) -> torch.Tensor:
     group[torch.isin(role, torch.tensor([int(r) for r in _SECOND]))] = 1
     run = torch.zeros_like(doc)
     run[1:] = (doc[1:] != doc[:-1]).long().cumsum(0)
-    return torch.sort((run * 3 + group) * L + torch.arange(L), stable=True).indices
+    if only_where_fewer_tiles:
+        for r in torch.unique(run).tolist():
+            at = (run == r).nonzero().flatten()
+            if not _helps(meta, int(at[0]), int(at[-1]) + 1, group, only_where_fewer_tiles):
+                group[at] = 0
+    perm = torch.sort((run * 3 + group) * L + torch.arange(L), stable=True).indices
+    if only_where_fewer_tiles and not _fewer_tiles(meta, perm, only_where_fewer_tiles):
+        return torch.arange(L)
+    return perm
 
 
-def reorder_sample(sample: GistSample) -> GistSample:
+def _helps(meta: GistMeta, start: int, end: int, group: torch.Tensor, block: int) -> bool:
+    """Whether reordering the document meta[start:end] alone leaves it fewer tiles to compute."""
+    if int(meta.doc[start]) < 0 or bool((group[start:end] == group[start]).all()):
+        return False
+    exp = meta.expire[start:end].long()
+    one = GistMeta(meta.role[start:end], meta.seg[start:end], meta.doc[start:end],
+                   torch.where(exp >= NEVER, exp, exp - start), meta.flags)
+    perm = torch.sort(group[start:end] * (end - start) + torch.arange(end - start), stable=True).indices
+    return _fewer_tiles(one, perm, block)
+
+
+def _fewer_tiles(meta: GistMeta, perm: torch.Tensor, block: int) -> bool:
+    from thinkc.gist.reorder_tiles import tile_counts
+
+    moved = GistMeta(meta.role[perm], meta.seg[perm], meta.doc[perm], meta.expire[perm], meta.flags, perm)
+    return int((tile_counts(moved, block, block) > 0).sum()) < int((tile_counts(meta, block, block) > 0).sum())
+
+
+def reorder_sample(sample: GistSample, only_where_fewer_tiles: int | None = None) -> GistSample:
     """The same row stored physically reordered: tokens, labels, positions and metadata permuted
-    alike, `meta.pos` = each token's logical index."""
-    perm = reorder_permutation(sample.meta)
+    alike, `meta.pos` = each token's logical index (see reorder_permutation for the option)."""
+    perm = reorder_permutation(sample.meta, only_where_fewer_tiles)
     m = sample.meta
     meta = GistMeta(m.role[perm], m.seg[perm], m.doc[perm], m.expire[perm], m.flags, perm.clone())
     return GistSample(sample.input_ids[perm], sample.labels[perm], sample.position_ids[perm], meta)
@@ -117,21 +146,25 @@ def _ordered(tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def computed_tile_share(samples: list[GistSample], block: int = 128) -> float:
     """Share of the block x block tiles of the given rows (each over its own length) with a visible
     pair: what a block-sparse kernel computes. Rows may be in sequence or reordered order."""
-    from thinkc.ops.block_mask import build_gist_block_mask
+    from thinkc.gist.reorder_tiles import tile_counts
 
     computed = total = 0
     for s in samples:
-        m = s.meta.batched()
-        t = reordered_block_mask_tensors(m, block) if m.pos is not None else build_gist_block_mask(m, block)
-        computed += int(t[0].sum()) + int(t[2].sum())
-        total += t[1].numel()
+        counts = tile_counts(s.meta, block, block)
+        computed, total = computed + int((counts > 0).sum()), total + counts.numel()
     return computed / total if total else 0.0
 
 
 def causal_tile_share(samples: list[GistSample], block: int = 128) -> float:
-    """The same share for plain causal attention over the same row lengths."""
+    """The same share for plain causal attention over the same rows, documents kept apart (what
+    packed sft computes: causal inside each document, padding masked)."""
+    from thinkc.gist.reorder_tiles import tile_counts
+
     computed = total = 0
     for s in samples:
-        n = -(-len(s) // block)
-        computed, total = computed + n * (n + 1) // 2, total + n * n
+        doc = s.meta.doc
+        causal = GistMeta(torch.full_like(s.meta.role, int(Role.PROMPT)), torch.full_like(doc, -1), doc,
+                          torch.full_like(s.meta.expire, NEVER))
+        counts = tile_counts(causal, block, block)
+        computed, total = computed + int((counts > 0).sum()), total + counts.numel()
     return computed / total if total else 0.0

@@ -115,8 +115,9 @@ class SampleStats:
 def build_samples(records: list, tokenizer, cfg: TrainConfig, make: Callable[[Any], Any],
                   reorder: bool = False) -> tuple[list[GistSample], SampleStats]:
     """Tokenise every record with `make` (a sample or a list of them), cut or drop over-long samples
-    (data.overlong), pack; with `reorder`, store every row physically reordered (thinkc.gist.reorder:
-    [prompt | cache tokens + [o] | thoughts] per document, logical positions and labels kept)."""
+    (data.overlong), pack; with `reorder`, store the rows physically reordered (thinkc.gist.reorder:
+    [prompt | cache tokens + [o] | thoughts] per document, logical positions and labels kept), each
+    document only where that leaves fewer REORDER_TILE-token tiles to compute."""
     out, truncated = [], 0
     for s in (s for r in records for s in _as_list(make(r))):
         if len(s) > cfg.data.max_length:
@@ -132,7 +133,7 @@ def build_samples(records: list, tokenizer, cfg: TrainConfig, make: Callable[[An
     if reorder:
         from thinkc.gist.reorder import reorder_sample
 
-        out = [reorder_sample(s) for s in out]
+        out = [reorder_sample(s, only_where_fewer_tiles=REORDER_TILE) for s in out]
     stats = SampleStats(len(records), len(out), truncated, sum(len(s) for s in out),
                         sum(int((s.labels != IGNORE_INDEX).sum()) for s in out))
     return out, stats
@@ -140,6 +141,9 @@ def build_samples(records: list, tokenizer, cfg: TrainConfig, make: Callable[[An
 
 def _as_list(made) -> list:
     return made if isinstance(made, list) else [made]
+
+
+REORDER_TILE = 128  # FlexAttention's tile (the BlockMask's block size in thinkc.models.patch)
 
 
 class SampleDataset(torch.utils.data.Dataset):
@@ -157,7 +161,8 @@ class SampleDataset(torch.utils.data.Dataset):
 
 def tile_shares(cfg: TrainConfig, records: list, block: int = 128, rows: int = 64) -> Optional[dict]:
     """The share of block x block attention tiles a block-sparse kernel computes on the first `rows`
-    training rows: as laid out, physically reordered (data.reorder) and plain causal. Loads the
+    training rows: as laid out, physically reordered as data.reorder does it (each document where it
+    helps), every document reordered, and plain causal (per document when packed). Loads the
     tokenizer, not the model. None when the run uses no gist mask (unpacked sft: plain causal)."""
     if not (cfg.uses_gist or cfg.data.packing):
         return None
@@ -172,7 +177,8 @@ def tile_shares(cfg: TrainConfig, records: list, block: int = 128, rows: int = 6
         make = sample_builder(tokenizer, sft_gist_config(cfg))
     samples = build_samples(records[:rows], tokenizer, cfg, make)[0][:rows]
     return {"rows": len(samples), "block": block, "as_laid_out": computed_tile_share(samples, block),
-            "reordered": computed_tile_share([reorder_sample(s) for s in samples], block),
+            "reordered": computed_tile_share([reorder_sample(s, block) for s in samples], block),
+            "every_doc_reordered": computed_tile_share([reorder_sample(s) for s in samples], block),
             "causal": causal_tile_share(samples, block)}
 
 
