@@ -1,15 +1,18 @@
 """`thinkc bench attention`: gist attention forward(+backward) for one 7B-shaped layer
 (28 query heads, 4 KV heads, head_dim 128): FlexAttention with thinkc's block-sparse BlockMask vs
-SDPA with the dense reference mask, side by side in one run. Also measures how many tiles a
-physical reordering [prompt | cache tokens | thoughts] (logical positions unchanged) would leave
-to compute."""
+SDPA with the dense reference mask, side by side in one run, and beside them FlexAttention on the
+same row physically reordered (thinkc.gist.reorder: [prompt | cache tokens | thoughts], logical
+positions unchanged) and plain causal SDPA (what sft pays; flash on CUDA). Also measures how many
+tiles the reordering leaves to compute."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 from thinkc.bench.common import time_fn
-from thinkc.gist.rule import GistMeta, Role, additive_mask, reference_mask
+from thinkc.gist.reorder import reorder_permutation, reorder_sample
+from thinkc.gist.rule import GistMeta, additive_mask, reference_mask
+from thinkc.gist.sample import GistSample
 
 
 def computed_tile_fraction(visible: torch.Tensor, block: int) -> float:
@@ -23,18 +26,12 @@ def computed_tile_fraction(visible: torch.Tensor, block: int) -> float:
     return tiles.float().mean().item()
 
 
-def reorder_permutation(meta: GistMeta) -> torch.Tensor:
-    """Physical order [prompt | cache tokens and [o] | everything else], stable within groups."""
-    role = meta.role.long().flatten()
-    group = torch.full_like(role, 2)
-    group[role == Role.PROMPT] = 0
-    group[(role == Role.CACHE) | (role == Role.OUTPUT)] = 1
-    return torch.sort(group * role.numel() + torch.arange(role.numel()), stable=True).indices
-
-
 def reorder_study(meta: GistMeta, block: int = 128) -> dict:
+    """Tiles computed as laid out, physically reordered (thinkc.gist.reorder, every document) and
+    causal, from the dense mask of one row."""
     vis = reference_mask(meta)[0]
-    perm = reorder_permutation(meta)
+    m = meta.batched()
+    perm = reorder_permutation(GistMeta(m.role[0], m.seg[0], m.doc[0], m.expire[0], m.flags))
     return {
         "tiles_computed": computed_tile_fraction(vis, block),
         "tiles_computed_reordered": computed_tile_fraction(vis[perm][:, perm], block),
@@ -57,6 +54,7 @@ def run_attention_bench(lengths=(4096, 8192, 16384), device: str = "cuda", q_hea
     for L in lengths:
         meta = synthetic_layout(L, thought_len=thought_len, seed=0).batched().to(device)
         bm = gist_block_mask(meta, block_size=block_size)
+        bm_reordered = gist_block_mask(_reordered(meta).to(device), block_size=block_size)
         dense = additive_mask(reference_mask(meta), dtype)[:, None]
         g = torch.Generator(device=device).manual_seed(0)
         q = torch.randn(1, q_heads, L, head_dim, device=device, dtype=dtype, generator=g, requires_grad=backward)
@@ -71,16 +69,29 @@ def run_attention_bench(lengths=(4096, 8192, 16384), device: str = "cuda", q_hea
                 return out
             return go
 
-        run_flex = step(lambda: flex(q, k, v, block_mask=bm, enable_gqa=True))
-        run_sdpa = step(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=dense, enable_gqa=True))
-        row = {"L": L, "pass": "fwd+bwd" if backward else "fwd", "block_sparsity": round(block_sparsity(bm), 4)}
-        for name, fn in (("flex_blockmask", run_flex), ("sdpa_dense", run_sdpa)):
+        runs = {"flex_blockmask": step(lambda: flex(q, k, v, block_mask=bm, enable_gqa=True)),
+                "flex_reordered": step(lambda: flex(q, k, v, block_mask=bm_reordered, enable_gqa=True)),
+                "sdpa_causal": step(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)),
+                "sdpa_dense": step(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=dense, enable_gqa=True))}
+        row = {"L": L, "pass": "fwd+bwd" if backward else "fwd", "block_sparsity": round(block_sparsity(bm), 4),
+               "block_sparsity_reordered": round(block_sparsity(bm_reordered), 4)}
+        for name, fn in runs.items():
             if on_cuda:
                 torch.cuda.reset_peak_memory_stats()
             row[f"{name}_ms"] = time_fn(fn, device, repeats, warmup) * 1e3
             if on_cuda:
                 row[f"{name}_peak_GiB"] = torch.cuda.max_memory_allocated() / 2**30
         row["speedup"] = row["sdpa_dense_ms"] / row["flex_blockmask_ms"]
+        row["reordered_vs_causal"] = row["flex_reordered_ms"] / row["sdpa_causal_ms"]
         rows.append(row)
         del dense, q, k, v
     return rows
+
+
+def _reordered(meta: GistMeta) -> GistMeta:
+    """The one-row batch `meta` with every document physically reordered (the timing only needs its mask)."""
+    m = meta.to("cpu")
+    L = m.role.shape[-1]
+    row = GistMeta(m.role[0], m.seg[0], m.doc[0], m.expire[0], m.flags)
+    return reorder_sample(GistSample(torch.zeros(L, dtype=torch.long), torch.zeros(L, dtype=torch.long),
+                                     torch.arange(L), row)).meta.batched()
