@@ -102,3 +102,22 @@ def test_thinkc_train_reordered_logs_the_same_losses(tmp_path, monkeypatch):
     assert moved[0] == 0 and moved[1] >= 1, moved
     assert len(losses[True]) == 3
     assert losses[True] == pytest.approx(losses[False], abs=1e-5)
+
+
+def test_check_reports_the_tile_shares(capsys):
+    from rich.console import Console
+
+    from cli.train import print_check
+    from thinkc.train.config import load_config
+
+    cfg = load_config(overrides={
+        "method": "lightthinker", "gist": {"config": "tiny"}, "model": {"init": "tiny"},
+        "data": {"train": "synth", "synth": {"n": 6, "style": "short"}, "max_length": 2048, "packing": True},
+        "train": {"output": "unused"}})
+    print_check(cfg, Console(width=400))
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("attention tiles computed")]
+    assert len(line) == 1 and "as laid out" in line[0] and "reordered" in line[0] and "plain causal" in line[0]
+    from thinkc.train.dataset import load_records, tile_shares
+
+    t = tile_shares(cfg, load_records(cfg), block=16)
+    assert 0 < t["reordered"] <= t["as_laid_out"] <= t["causal"] <= 1 and t["rows"] >= 1

@@ -78,6 +78,15 @@ def sample_builder(tokenizer, gist_config) -> Callable[[Any], list[GistSample]]:
     return lambda r: build_record_samples(r, tokenizer, gist_config)
 
 
+def run_gist_config(cfg: TrainConfig):
+    """The run's GistConfig (lightthinker / anllm): the named config with the run's row length (recover
+    mode fits its recovery segment into it, the original's budget) and data.train_on_input."""
+    from thinkc.gist.config import GistConfig
+
+    gcfg = GistConfig.load(cfg.gist_config_name)
+    return gcfg.replace(train_on_input=cfg.data.train_on_input or gcfg.train_on_input, max_length=cfg.data.max_length)
+
+
 def sft_gist_config(cfg: TrainConfig):
     from thinkc.gist.config import GistConfig
 
@@ -170,9 +179,11 @@ def tile_shares(cfg: TrainConfig, records: list, block: int = 128, rows: int = 6
 
     tokenizer = _tokenizer(cfg)
     if cfg.uses_gist:
-        from thinkc.train.trainer import setup_gist
+        from thinkc.gist.tokens import add_gist_tokens
 
-        make = setup_gist(cfg, tokenizer, None).make
+        gcfg = run_gist_config(cfg)
+        add_gist_tokens(tokenizer, None, gcfg)
+        make = sample_builder(tokenizer, gcfg)
     else:
         make = sample_builder(tokenizer, sft_gist_config(cfg))
     samples = build_samples(records[:rows], tokenizer, cfg, make)[0][:rows]

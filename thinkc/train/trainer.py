@@ -35,7 +35,8 @@ from thinkc.train.callbacks import (JsonlLogCallback, LogLastStepCallback, RichP
 from thinkc.train.checkpoints import TRAIN_CONFIG_FILE, check_resume, checkpoints, remove_incomplete, resume_checkpoint
 from thinkc.train.collator import META_KEYS, GistCollator
 from thinkc.train.config import TrainConfig
-from thinkc.train.dataset import SampleDataset, build_samples, load_records, sample_builder, sft_gist_config
+from thinkc.train.dataset import (SampleDataset, build_samples, load_records, run_gist_config, sample_builder,
+                                 sft_gist_config)
 from thinkc.train.evaluation import metric_kwargs, split_records, trigger_id
 
 GIST_CONFIG_FILE = "gist_config.json"
@@ -127,13 +128,9 @@ class GistSetup:
 
 def setup_gist(cfg: TrainConfig, tokenizer, model) -> GistSetup:
     """Load the GistConfig, add its special tokens (resizing the model), return the layout builder."""
-    from thinkc.gist.config import GistConfig
     from thinkc.gist.tokens import add_gist_tokens
 
-    gcfg = GistConfig.load(cfg.gist_config_name)
-    # the run's row length: recover mode fits its recovery segment into it (the original's budget)
-    gcfg = gcfg.replace(train_on_input=cfg.data.train_on_input or gcfg.train_on_input,
-                        max_length=cfg.data.max_length)
+    gcfg = run_gist_config(cfg)
     before = len(tokenizer)
     add_gist_tokens(tokenizer, model, gcfg)
     new_ids = list(range(before, len(tokenizer)))
