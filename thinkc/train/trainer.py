@@ -207,7 +207,9 @@ def _run(cfg: TrainConfig, console: Console) -> TrainResult:
     model, tokenizer = load_model_and_tokenizer(cfg)
     gist = setup_gist(cfg, tokenizer, model) if cfg.uses_gist else None
     make = gist.make if gist else sample_builder(tokenizer, sft_gist_config(cfg))
-    reorder = resolve_reorder(cfg.data.reorder, args.device, cfg.uses_gist or cfg.data.packing)
+    # label smoothing shifts `labels` itself (it would ignore shift_labels): rows stay in order then
+    reorder = resolve_reorder(cfg.data.reorder, args.device, cfg.uses_gist or cfg.data.packing) \
+        and not args.label_smoothing_factor
     samples, stats = build_samples(records, tokenizer, cfg, make, reorder=reorder)  # eval rows stay in order
     eval_ds = SampleDataset(build_samples(eval_records, tokenizer, cfg, make)[0]) if eval_records else None
     if stats.label_tokens == 0:
