@@ -46,6 +46,9 @@ class DecodeEngine:
         self.spec = getattr(policy, "spec", None)
         self.tpl = GistTemplates.build(self.spec, self.device) if self.spec is not None else None
         self.Wb = self.tpl.width if self.tpl else 1
+        # a gist block streams in one token per step (every step has the same shape) unless its cache
+        # tokens see each other (bi_directional): then the rest of a block goes in one extra forward
+        self.stream_blocks = self.spec is None or not self.spec.flags.bi_directional
         self.eos = torch.tensor(sorted({int(e) for e in eos_ids}) or [-1], device=self.device)
         close = len(self.spec.close_ids) if self.spec is not None else 0
         cap = int(max_prompt) + self.max_new + self.Wb + 1
@@ -59,11 +62,11 @@ class DecodeEngine:
         self._finished = [False] * self.B
         self.owner: list[int | None] = [None] * self.B  # sample index held by each slot
         self.hi = 0  # host upper bound of the longest row
-        self.W = 1  # width of the next decode step
+        self._block_ends = False  # a row feeds the last token of a gist block at the next step
+        self._emitting = 0
         self.sink = None
         self.steps = 0
-        self._feed_host = [0] * self.B
-        self._live_count = 0
+        self._left = [0] * self.B
         self.kv_bucket = int(kv_bucket)
         self._compiled = self._compile(None if compile is True else compile) if compile else None
 
@@ -216,42 +219,59 @@ class DecodeEngine:
         return out
 
     def _decode_step(self) -> int:
-        """One step of every slot: each live row feeds its token (one width-1 forward over all slots,
-        the captured one); rows ending a thought then feed the rest of their gist block in a second
-        forward of those rows alone (so a block costs its own tokens, not the batch's). Then choose,
-        decide. Returns the rows that produced a token."""
+        """One step of every slot, always one token per row (so one captured graph serves every step):
+        a row feeds its generated token, or the next token of the gist block it is feeding. A row emits
+        a new token when its feed is done: after a plain token, or after the block's [o]. Returns the
+        rows that emitted."""
         R = self.rows
-        n_live = self._live_count
-        live = R.feed_n > 0
-        logits, vis_last = self._feed(None, 0, 1, R.feed_n.clamp(max=1))
-        if self.W > 1:
-            r = torch.tensor([s for s in range(self.B) if self._feed_host[s] > 1], device=self.device)
-            block_logits, block_vis = self._feed(r, 1, self.Wb - 1, R.feed_n[r] - 1)
-            logits[r], vis_last[r] = block_logits, block_vis
-        R.peak = torch.where(live, torch.maximum(R.peak, self.cache.lengths.long()), R.peak)
-        R.next_pos += R.feed_n
-        self._decide(live, self._choose(logits, live), vis_last, compact=self.budgeted or self.W > 1)
-        self.steps += 1
-        return n_live
-
-    def _feed(self, r, start: int, W: int, n_real: torch.Tensor):
-        """Forward feed columns [start, start + W) of rows r (None: all slots); lengths grow by n_real."""
-        kv_len = self.hi + W
-        if self._compiled is not None and r is None:  # static key length per bucket (graph capture)
+        kv_len = self.hi + 1
+        if self._compiled is not None:  # static key length per bucket (graph capture)
             kv_len = -(-kv_len // self.kv_bucket) * self.kv_bucket
         self._ensure(kv_len)
-        lengths = self.cache.lengths if r is None else self.cache.lengths[r]
-        index = lengths.long()[:, None] + torch.arange(W, device=self.device)[None, :]
-        q = step_queries(self.rows, r, start, W, n_real)
-        out = self._forward(r, q, index, kv_len, (n_real - 1).clamp(min=0), want_vis=True)
-        if r is None:
-            self.cache.lengths += n_real.to(torch.int32)
-        else:
-            self.cache.lengths[r] += n_real.to(torch.int32)
-        self.hi += W
-        return out
+        q, live = step_queries(R)
+        index = self.cache.lengths.long()[:, None]
+        logits, vis_last = self._forward(None, q, index, kv_len, torch.zeros_like(R.feed_n), want_vis=True)
+        self.cache.lengths += live.to(torch.int32)
+        self.hi += 1
+        R.peak = torch.where(live, torch.maximum(R.peak, self.cache.lengths.long()), R.peak)
+        R.next_pos += live
+        R.feed_ptr += live
+        if not self.stream_blocks and any(x > 1 for x in self._left):
+            logits, vis_last = self._block_rest(logits, vis_last)
+        emit = live & (R.feed_ptr >= R.feed_n)
+        n_emit = self._emitting
+        self._decide(emit, self._choose(logits, emit), vis_last, compact=self.budgeted or self._block_ends)
+        self.steps += 1
+        return n_emit
 
-    def _forward(self, r, q: dict, index, kv_len: int, last, want_vis: bool = False, prefill: bool = False):
+    def _block_rest(self, logits, vis_last):
+        """bi_directional: a block's cache tokens see each other, so the rest of each block is fed in
+        one more forward of those rows alone (instead of streaming one token per step)."""
+        R = self.rows
+        r = torch.tensor([s for s, x in enumerate(self._left) if x > 1], device=self.device)
+        n_real = R.feed_n[r] - R.feed_ptr[r]
+        W = self.Wb - 1
+        kv_len = self.hi + W
+        self._ensure(kv_len)
+        ar = torch.arange(W, device=self.device)[None, :]
+        real = ar < n_real[:, None]
+        cols = (R.feed_ptr[r][:, None] + ar).clamp(max=self.Wb - 1)
+        pick = lambda t: t[r].gather(1, cols)  # noqa: E731
+        q = {"token": pick(R.feed_token), "pos": R.next_pos[r][:, None] + ar, "role": torch.where(real, pick(R.feed_role), 0),
+             "seg": R.feed_seg[r][:, None].expand(-1, W), "doc": torch.where(real, 0, -1),
+             "expire": torch.where(real, pick(R.feed_expire), NEVER)}
+        index = self.cache.lengths[r].long()[:, None] + ar
+        lg, vl = self._forward(r, q, index, kv_len, (n_real - 1).clamp(min=0), want_vis=True, rest=True)
+        self.cache.lengths[r] += n_real.to(torch.int32)
+        self.hi += W
+        R.peak[r] = torch.maximum(R.peak[r], self.cache.lengths[r].long())
+        R.next_pos[r] += n_real
+        R.feed_ptr[r] += n_real
+        logits[r], vis_last[r] = lg, vl
+        return logits, vis_last
+
+    def _forward(self, r, q: dict, index, kv_len: int, last, want_vis: bool = False, prefill: bool = False,
+                 rest: bool = False):
         """Write q's metadata, build the rule's mask, run the model on the cache; logits at `last`."""
         self.slots.write(r, index, q)
         vis = step_mask(self.slots, q, r, kv_len, self.policy.flags)
@@ -272,7 +292,7 @@ class DecodeEngine:
                 self.slots.score[r, :kv_len] += self.sink.acc
         b = torch.arange(last.shape[0], device=self.device)
         if self.record and not prefill:
-            self._record_logits(r, q, last, logits)
+            self._record_logits(r, q, last, logits, rest)
         if want_vis:
             return logits, vis[b, last].sum(-1)
         return logits
@@ -334,6 +354,7 @@ class DecodeEngine:
         R.feed_role = torch.where(live[:, None], R.feed_role, old[1])
         R.feed_expire = torch.where(live[:, None], R.feed_expire, old[2])
         R.feed_n = torch.where(go, R.feed_n, torch.where(live, 0, old[3]))
+        R.feed_ptr = torch.where(live, 0, R.feed_ptr)
 
     def _compact(self, keep: torch.Tensor) -> None:
         S = self.slots
@@ -345,12 +366,14 @@ class DecodeEngine:
 
     def _sync(self, finished: torch.Tensor) -> None:
         """The step's one device-to-host read: finished rows, next feed widths, row lengths."""
-        info = torch.stack([finished.long(), self.rows.feed_n, self.cache.lengths.long()]).cpu()
+        R = self.rows
+        left = R.feed_n - R.feed_ptr  # tokens each row still has to feed
+        info = torch.stack([finished.long(), left, R.feed_n, self.cache.lengths.long()]).cpu()
         self._finished = info[0].bool().tolist()
-        self._feed_host = info[1].tolist()
-        self.hi = int(info[2].max())
-        self.W = self.Wb if max(self._feed_host) > 1 else 1
-        self._live_count = sum(1 for f in self._feed_host if f > 0)
+        self._left, n = info[1].tolist(), info[2].tolist()
+        self.hi = int(info[3].max())
+        self._emitting = sum(1 for x in self._left if x == 1)  # rows that emit a token at the next step
+        self._block_ends = any(x == 1 and m > 1 for x, m in zip(self._left, n))  # a block's [o] comes next
 
     def _ensure(self, need: int) -> None:
         """Grow the cache and slot metadata when a row would outgrow the capacity (rare: gist blocks)."""
@@ -358,10 +381,10 @@ class DecodeEngine:
             return
         self.cache._grow_to(need)
         if self._compiled is not None:  # new buffers: fixed addresses again for the captured graphs
-            import torch._dynamo
+            from torch import _dynamo
 
             for buf in self.cache.buffers():
-                torch._dynamo.mark_static_address(buf)
+                _dynamo.mark_static_address(buf)
         C, S = self.cache.capacity, self.slots
         for f, fill in (("token", 0), ("pos", 0), ("role", 0), ("seg", -1), ("doc", -1), ("expire", NEVER),
                         ("score", 0.0)):
@@ -369,15 +392,15 @@ class DecodeEngine:
             pad = torch.full((t.shape[0], C - t.shape[1]), fill, dtype=t.dtype, device=t.device)
             setattr(S, f, torch.cat([t, pad], 1))
 
-    def _record_logits(self, r, q: dict, last, logits) -> None:
+    def _record_logits(self, r, q: dict, last, logits, rest: bool) -> None:
         """Test/debug path: each row's logits at its last real query, with that query's position.
         A row that feeds a gist block after its token keeps only the block's (the last) logits."""
         rows = list(range(self.B)) if r is None else r.tolist()
         for j, s in enumerate(rows):
             if self.owner[s] is None or not bool(q["doc"][j, 0] >= 0):
                 continue
-            if r is None and self._feed_host[s] > 1:
-                continue  # its block follows in this step
+            if not rest and self._left[s] != 1:
+                continue  # mid gist block (or its rest follows): no token comes from this query
             self._meta[s]["logits"].append((int(q["pos"][j, last[j]]), logits[j].cpu().clone()))
 
     def _record(self, r, q: dict) -> None:

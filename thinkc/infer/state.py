@@ -97,12 +97,13 @@ class Rows:
         self.feed_token = torch.zeros(B, W, **L)
         self.feed_role = torch.zeros(B, W, **L)
         self.feed_n = torch.zeros(B, **L)
+        self.feed_ptr = torch.zeros(B, **L)  # next feed column (a gist block streams one token per step)
         self.feed_seg = torch.zeros(B, **L)
         self.feed_expire = torch.full((B, W), NEVER, **L)
 
     def reset(self, rows: torch.Tensor, prompt_lens: torch.Tensor, force: torch.Tensor | None) -> None:
         for f in ("next_pos", "seg", "thought_len", "n_gen", "compressions", "peak", "dependency", "feed_n",
-                  "feed_seg"):
+                  "feed_ptr", "feed_seg"):
             getattr(self, f)[rows] = 0
         self.prompt_len[rows] = prompt_lens
         self.active[rows] = True

@@ -1,7 +1,8 @@
 """The device side of one decode step (design.md §4): tensor work only, no per-row Python.
 
-`forward_rows` feeds W tokens per row (1 normally, one fixed-width gist block when a row compresses,
-a prompt chunk at admission) with the step's mask built from slot metadata by the rule
+A step feeds one token per row (the generated token, or the next token of its gist block: a block
+has a fixed width and streams in one token per step, so every decode step has the same shape) with
+the step's mask built from slot metadata by the rule
 (thinkc.gist.rule.visible, vectorised over the batch), runs the model on the static cache, and
 returns the logits at each row's last real token. `decide` samples nothing itself: given the chosen
 tokens it applies EOS / budget / trigger / forced-compression decisions, the measurements, the
@@ -57,17 +58,16 @@ class GistTemplates:
         return cls(tok.to(device), role.to(device), n.to(device), o_index.to(device), W, kept)
 
 
-def step_queries(rows: Rows, r, start: int, W: int, n_real: torch.Tensor) -> dict:
-    """Query metadata [b, W] of feed columns [start, start + W) of rows `r` (None: all); the first
-    n_real [b] of them are real, the rest padding."""
-    pick = (lambda t: t) if r is None else (lambda t: t[r])
-    b = n_real.shape[0]
-    ar = torch.arange(W, device=n_real.device)[None, :]
-    real = ar < n_real[:, None]
-    tok, role, exp = (pick(t)[:, start:start + W] for t in (rows.feed_token, rows.feed_role, rows.feed_expire))
-    return {"token": tok, "pos": pick(rows.next_pos)[:, None] + start + ar, "role": torch.where(real, role, 0),
-            "seg": pick(rows.feed_seg)[:, None].expand(b, W), "doc": torch.where(real, 0, -1),
-            "expire": torch.where(real, exp, NEVER)}
+def step_queries(rows: Rows) -> tuple[dict, torch.Tensor]:
+    """Query metadata [B, 1] of what each row feeds at this step: column feed_ptr of its feed (the
+    generated token, then its gist block one token per step), and the bool [B] rows that feed."""
+    live = rows.feed_ptr < rows.feed_n
+    at = rows.feed_ptr.clamp(max=rows.feed_token.shape[1] - 1)[:, None]
+    real = live[:, None]
+    q = {"token": rows.feed_token.gather(1, at), "pos": rows.next_pos[:, None],
+         "role": torch.where(real, rows.feed_role.gather(1, at), 0), "seg": rows.feed_seg[:, None],
+         "doc": torch.where(real, 0, -1), "expire": torch.where(real, rows.feed_expire.gather(1, at), NEVER)}
+    return q, live
 
 
 def step_mask(slots: Slots, q: dict, rows_idx, kv_len: int, flags) -> torch.Tensor:
