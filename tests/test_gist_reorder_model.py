@@ -112,7 +112,7 @@ def test_check_reports_the_tile_shares(capsys):
 
     cfg = load_config(overrides={
         "method": "lightthinker", "gist": {"config": "tiny"}, "model": {"init": "tiny"},
-        "data": {"train": "synth", "synth": {"n": 6, "style": "short"}, "max_length": 2048, "packing": True},
+        "data": {"train": "synth", "synth": {"n": 4, "style": "short"}, "max_length": 1024, "packing": True},
         "train": {"output": "unused"}})
     print_check(cfg, Console(width=400))
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("attention tiles computed")]
