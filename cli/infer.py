@@ -26,6 +26,26 @@ def _parse_budget(text: Optional[str]):
     raise ThinkcError(f"--budget {text!r}: give a key count >= 2 (e.g. 512) or a share in (0, 1) (e.g. 0.5)")
 
 
+def _print_summary(console, s: dict, method: str, label: str, stats, output) -> None:
+    from rich.table import Table
+
+    from thinkc.infer.shard import world
+
+    table = Table(title=f"thinkc infer — {label}")
+    for col in ("method", "samples", "accuracy", "mean peak KV", "mean dependency", "mean tokens", "compressions"):
+        table.add_column(col, justify="right" if col != "method" else "left")
+    acc = f"{s['accuracy']:.1%}" if "accuracy" in s else "-"
+    table.add_row(method, str(s["samples"]), acc, f"{s['mean_peak_kv']:.1f}", f"{s['mean_dependency']:.0f}",
+                  f"{s['mean_generated_tokens']:.1f}", f"{s['mean_compressions']:.1f}")
+    console.print(table)
+    if stats.samples and world()[0] == 0:  # under torchrun: rank 0's share stands for the run's time
+        from thinkc.eval.metrics import write_run_totals
+
+        write_run_totals(output, stats.wall_s, stats.generated_tokens, stats.samples)  # what eval reports as time
+        console.print(f"this run: {stats.samples} samples, {stats.generated_tokens} tokens in {stats.wall_s:.1f} s "
+                      f"({stats.tokens_per_s:.1f} tokens/s); per-sample latency is metrics.wall_s", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command("infer")(infer)
 
@@ -64,8 +84,6 @@ def infer(
     import torch
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
-
     from thinkc.infer.policies import METHODS
     from thinkc.infer.run import (InferSettings, RunStats, check_resumable, load_inputs, prepare, read_done,
                                   run_inference, summarize)
@@ -107,20 +125,5 @@ def infer(
         rows = run_inference(mdl, tok, records, policy, settings, build, output, on_tokens=on_tokens,
                              on_sample=lambda row: progress.advance(task), stats=stats)
 
-    s = summarize(rows)
-    table = Table(title=f"thinkc infer — {label}")
-    for col in ("method", "samples", "accuracy", "mean peak KV", "mean dependency", "mean tokens", "compressions"):
-        table.add_column(col, justify="right" if col != "method" else "left")
-    acc = f"{s['accuracy']:.1%}" if "accuracy" in s else "-"
-    table.add_row(method, str(s["samples"]), acc, f"{s['mean_peak_kv']:.1f}", f"{s['mean_dependency']:.0f}",
-                  f"{s['mean_generated_tokens']:.1f}", f"{s['mean_compressions']:.1f}")
-    console.print(table)
-    from thinkc.infer.shard import world
-
-    if stats.samples and world()[0] == 0:  # under torchrun: rank 0's share stands for the run's time
-        from thinkc.eval.metrics import write_run_totals
-
-        write_run_totals(output, stats.wall_s, stats.generated_tokens, stats.samples)  # what eval reports as time
-        console.print(f"this run: {stats.samples} samples, {stats.generated_tokens} tokens in {stats.wall_s:.1f} s "
-                      f"({stats.tokens_per_s:.1f} tokens/s); per-sample latency is metrics.wall_s", highlight=False)
+    _print_summary(console, summarize(rows), method, label, stats, output)
     console.print(f"wrote {output}", highlight=False)

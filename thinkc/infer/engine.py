@@ -29,6 +29,7 @@ from thinkc.infer.cache import StaticGistCache
 from thinkc.infer.result import DecodeResult, force_table
 from thinkc.infer.sampling import SamplingConfig, choose_tokens, make_generator
 from thinkc.infer.state import Rows, Slots
+from thinkc.infer.recording import grow, record_fed, record_logits
 from thinkc.infer.step import GistTemplates, additive, gist_decisions, step_mask, step_queries
 from thinkc.ops.compact import ranges_from_keep_mask
 
@@ -69,6 +70,11 @@ class DecodeEngine:
         self._left = [0] * self.B
         self.kv_bucket = int(kv_bucket)
         self._compiled = self._compile(None if compile is True else compile) if compile else None
+
+    def _ensure(self, need: int) -> None:
+        """Grow the cache and slot metadata when a row would outgrow the capacity (rare: gist blocks)."""
+        if need > self.cache.capacity:
+            grow(self, need)
 
     def _compile(self, backend: str | None):
         """The decode step's model forward under torch.compile: CUDA graphs (mode "reduce-overhead") on
@@ -276,7 +282,7 @@ class DecodeEngine:
         self.slots.write(r, index, q)
         vis = step_mask(self.slots, q, r, kv_len, self.policy.flags)
         if self.record:
-            self._record(r, q)
+            record_fed(self, r, q)
         if self.sink is not None:
             self.sink.start((q["doc"] >= 0).float())
         self.cache.set_write(r, index, kv_len)
@@ -292,7 +298,7 @@ class DecodeEngine:
                 self.slots.score[r, :kv_len] += self.sink.acc
         b = torch.arange(last.shape[0], device=self.device)
         if self.record and not prefill:
-            self._record_logits(r, q, last, logits, rest)
+            record_logits(self, r, q, last, logits, rest)
         if want_vis:
             return logits, vis[b, last].sum(-1)
         return logits
@@ -374,42 +380,3 @@ class DecodeEngine:
         self.hi = int(info[3].max())
         self._emitting = sum(1 for x in self._left if x == 1)  # rows that emit a token at the next step
         self._block_ends = any(x == 1 and m > 1 for x, m in zip(self._left, n))  # a block's [o] comes next
-
-    def _ensure(self, need: int) -> None:
-        """Grow the cache and slot metadata when a row would outgrow the capacity (rare: gist blocks)."""
-        if need <= self.cache.capacity:
-            return
-        self.cache._grow_to(need)
-        if self._compiled is not None:  # new buffers: fixed addresses again for the captured graphs
-            from torch import _dynamo
-
-            for buf in self.cache.buffers():
-                _dynamo.mark_static_address(buf)
-        C, S = self.cache.capacity, self.slots
-        for f, fill in (("token", 0), ("pos", 0), ("role", 0), ("seg", -1), ("doc", -1), ("expire", NEVER),
-                        ("score", 0.0)):
-            t = getattr(S, f)
-            pad = torch.full((t.shape[0], C - t.shape[1]), fill, dtype=t.dtype, device=t.device)
-            setattr(S, f, torch.cat([t, pad], 1))
-
-    def _record_logits(self, r, q: dict, last, logits, rest: bool) -> None:
-        """Test/debug path: each row's logits at its last real query, with that query's position.
-        A row that feeds a gist block after its token keeps only the block's (the last) logits."""
-        rows = list(range(self.B)) if r is None else r.tolist()
-        for j, s in enumerate(rows):
-            if self.owner[s] is None or not bool(q["doc"][j, 0] >= 0):
-                continue
-            if not rest and self._left[s] != 1:
-                continue  # mid gist block (or its rest follows): no token comes from this query
-            self._meta[s]["logits"].append((int(q["pos"][j, last[j]]), logits[j].cpu().clone()))
-
-    def _record(self, r, q: dict) -> None:
-        """Test/debug path: the augmented sequence each row is fed (positions are absolute)."""
-        rows = list(range(self.B)) if r is None else r.tolist()
-        tok, role, seg, doc = (q[f].cpu() for f in ("token", "role", "seg", "doc"))
-        for j, s in enumerate(rows):
-            if self.owner[s] is None:
-                continue
-            for t, rl, sg, d in zip(tok[j].tolist(), role[j].tolist(), seg[j].tolist(), doc[j].tolist()):
-                if d >= 0:
-                    self._meta[s]["aug"].append((t, rl, sg))
