@@ -46,11 +46,8 @@ def _interval_counts(m: GistMeta, q_block: int, kv_block: int, n_q: int, n_kv: i
     prefix = torch.zeros(L + 1, dtype=torch.long, device=dev)
     prefix[1:] = normal.long().cumsum(0)
     run = _runs(pos, doc)
-    n_runs = int(run[-1]) + 1 if L else 0
     sorted_key = run * (L + 1) + pos  # increasing along the row
     # the runs of each key's document: [first, last]
-    run_first = torch.full((n_runs,), n_runs, dtype=torch.long, device=dev)
-    run_first.scatter_reduce_(0, run, run, "amin")
     first_of_doc = _first_run_of_doc(run, doc)
     last_of_doc = _last_run_of_doc(run, doc)
     keys = torch.nonzero(doc >= 0).flatten()
