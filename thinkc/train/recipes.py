@@ -3,6 +3,8 @@ and measure greedy accuracy on the synthetic test split (a note; `thinkc eval` m
 
     python -m thinkc.train.recipes tiny_sft tiny-sft                 # after `thinkc train tiny_sft`
     python -m thinkc.train.recipes tiny_lightthinker tiny-lightthinker
+    python -m thinkc.train.recipes tiny_cts tiny-cts
+    python -m thinkc.train.recipes tiny_cts_reference tiny-cts-reference   # after `thinkc data cts-reference`
 """
 from __future__ import annotations
 
@@ -17,13 +19,21 @@ CHECKPOINTS = Path(__file__).resolve().parents[1] / "assets" / "checkpoints"
 # what inference needs; training_args.bin and optimizer state stay in the run folder
 SHIPPED_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
                  "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json",
-                 "gist_config.json", "train_config.yaml", "train_log.jsonl")
+                 "gist_config.json", "train_config.yaml", "train_log.jsonl", "reference_recipe.json")
+REFERENCE_RECIPES = ("tiny_cts_reference",)  # thinkc.cts.reference recipes (not `thinkc train` configs)
+
+
+def _output(recipe: str) -> Path:
+    if recipe in REFERENCE_RECIPES:
+        from thinkc.cts.reference import ReferenceRecipe
+
+        return Path(ReferenceRecipe.load(Path("configs/train") / f"{recipe}.yaml").output)
+    return Path(load_config(recipe, check_files=False).train.output)
 
 
 def ship(recipe: str, name: str) -> Path:
     """Copy <output>/final (+ its train log) of `recipe` to thinkc/assets/checkpoints/<name>."""
-    cfg = load_config(recipe, check_files=False)
-    out = Path(cfg.train.output)
+    out = _output(recipe)
     final = out / "final"
     dest = CHECKPOINTS / name
     tmp = CHECKPOINTS / f".{name}.tmp"
@@ -38,8 +48,8 @@ def ship(recipe: str, name: str) -> Path:
     return dest
 
 
-def synthetic_accuracy(recipe: str, model: str, n_test: int = 50, max_new_tokens: int = 320,
-                       batch_size: int = 10) -> dict:
+def synthetic_accuracy(recipe: str, model: str, n_test: int = 50, max_new_tokens: int = 768,
+                       batch_size: int = 50) -> dict:
     """Greedy decoding (thinkc.infer's loop: vanilla for sft, gist compression for lightthinker) on a
     synthetic test split disjoint from the recipe's training problems; exact integer match."""
     import tempfile
@@ -68,4 +78,5 @@ def synthetic_accuracy(recipe: str, model: str, n_test: int = 50, max_new_tokens
 if __name__ == "__main__":
     recipe, name = sys.argv[1], sys.argv[2]
     print("shipped to", ship(recipe, name))
-    print(json.dumps(synthetic_accuracy(recipe, name)))
+    if recipe not in REFERENCE_RECIPES:
+        print(json.dumps(synthetic_accuracy(recipe, name)))
