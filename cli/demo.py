@@ -5,6 +5,8 @@ from pathlib import Path
 
 import typer
 
+from thinkc.demo import DemoSettings
+
 
 def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
@@ -13,11 +15,13 @@ def register(app: typer.Typer) -> None:
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder for data, compressed traces, infer runs, "
                                                              "the summary (JSON + Markdown) and plots."),
-    n_test: int = typer.Option(100, "--n-test", min=1, help="Synthetic test problems decoded by each method."),
-    n_cts: int = typer.Option(32, "--n-cts", min=1, help="Synthetic traces compressed by CTS."),
-    ratio: float = typer.Option(0.7, "--ratio", min=0.05, max=1.0, help="CTS keep ratio."),
-    max_new_tokens: int = typer.Option(200, "--max-new-tokens", min=1, help="Generation limit per problem."),
-    h2o_budget: int = typer.Option(48, "--h2o-budget", min=4, help="KV budget of the H2O baseline (tokens)."),
+    n_test: int = typer.Option(DemoSettings.n_test, "--n-test", min=1, help="Synthetic test problems decoded by each method."),
+    n_cts: int = typer.Option(DemoSettings.n_cts, "--n-cts", min=1, help="Synthetic traces compressed by CTS."),
+    ratio: float = typer.Option(DemoSettings.ratio, "--ratio", min=0.05, max=1.0, help="CTS keep ratio."),
+    max_new_tokens: int = typer.Option(DemoSettings.max_new_tokens, "--max-new-tokens", min=1,
+                                       help="Generation limit per problem."),
+    h2o_budget: int = typer.Option(DemoSettings.h2o_budget, "--h2o-budget", min=4,
+                                   help="KV budget of the H2O baseline (tokens)."),
     fresh: bool = typer.Option(False, "--fresh", help="Delete earlier results in --out first (otherwise finished "
                                                       "infer rows are reused)."),
 ):
@@ -25,7 +29,7 @@ def demo(
     shipped tiny models -> evaluate: prints the comparison table and writes plots. Offline, CPU, minutes."""
     import shutil
 
-    from thinkc.demo import DemoSettings, run_demo
+    from thinkc.demo import run_demo
 
     if fresh and out.exists():
         shutil.rmtree(out)

@@ -15,10 +15,10 @@ DATA = Path(__file__).parent / "data" / "eval"
 
 
 def _records(n: int) -> list[dict]:
-    """`n` problems of the tiny checkpoints' task (one or two steps, operands up to 9)."""
+    """`n` problems of the tiny checkpoints' task (the synth defaults)."""
     from thinkc.data.synth import synth_records
 
-    return [r.to_dict() for r in synth_records(n, seed=123, min_steps=1, max_steps=2, max_value=9, filler=0.2)]
+    return [r.to_dict() for r in synth_records(n, seed=123)]
 
 
 def test_lighteval_doc_prompt_equals_infer_prompt(tmp_path):
@@ -47,14 +47,26 @@ def test_lighteval_path_equals_infer_and_eval(tmp_path, method, model):
     root = tmp_path / "bench"
     (root / "records").mkdir(parents=True)
     data = root / "records" / "test.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in _records(20)))
     opts = dict(max_new_tokens=96, batch_size=20)
 
+    def infer(records: list[dict], run: Path) -> None:
+        data.write_text("".join(json.dumps(r) + "\n" for r in records))
+        res = CliRunner().invoke(app, ["infer", "--input", str(data), "--output", str(run), "--method", method,
+                                       "--model", model, "--max-new-tokens", "96", "--batch-size", "20",
+                                       "--device", "cpu"], catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+
+    # The shipped checkpoints solve none of these problems (0% on the R1-length task): a first run
+    # gives the (deterministic) predictions, and every other gold answer is set to the model's own,
+    # so that both verdicts occur and the comparison below can fail.
+    records = _records(20)
+    infer(records, tmp_path / "probe.jsonl")
+    preds = {r["id"]: r.get("pred") for r in map(json.loads, (tmp_path / "probe.jsonl").read_text().splitlines())}
+    for i, r in enumerate(records):
+        if i % 2 == 0 and preds.get(r["id"]):
+            r["answer"] = f"The answer is \\boxed{{{preds[r['id']]}}}."
     run = tmp_path / f"{method}.jsonl"
-    res = CliRunner().invoke(app, ["infer", "--input", str(data), "--output", str(run), "--method", method,
-                                   "--model", model, "--max-new-tokens", "96", "--batch-size", "20",
-                                   "--device", "cpu"], catch_exceptions=False)
-    assert res.exit_code == 0, res.output
+    infer(records, run)
     rows, (summary,) = evaluate_runs([run], data)
     ours = {r["id"]: r["correct"] for r in rows}
 

@@ -1,6 +1,6 @@
 """A wheel (not an editable install) ships the recipes and the DeepSpeed / accelerate / gist presets
 as package data (thinkc/configs), and an installed copy resolves them by name: `thinkc train
-tiny_sft --max-steps 2` runs from outside the source tree."""
+tiny_base --max-steps 2` runs from outside the source tree."""
 import os
 import shutil
 import subprocess
@@ -56,7 +56,8 @@ def test_installed_wheel_trains_a_recipe_by_name(wheel, tmp_path):
     root, ds, n_cache = p.stdout.split()
     assert Path(root) == site / "thinkc" / "configs" and Path(ds) == site / "thinkc/configs/deepspeed/zero3.json"
     assert n_cache == "9"
-    p = subprocess.run([sys.executable, "-m", "thinkc.cli.main", "train", "tiny_sft", "--max-steps", "2",
+    # tiny_base trains from scratch (tiny_sft & co. continue from its run folder)
+    p = subprocess.run([sys.executable, "-m", "thinkc.cli.main", "train", "tiny_base", "--max-steps", "2",
                         "-o", str(run_dir / "run"), "--set", "data.synth.n=16", "--set", "train.max_minutes=0"],
                        cwd=run_dir, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]

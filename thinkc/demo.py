@@ -1,8 +1,11 @@
-"""The main job (`thinkc demo`, `make demo`): synthesise data -> CTS-compress it with a reference
-model -> infer with vanilla / CTS-trained / LightThinker / H2O on the shipped tiny models ->
-evaluate -> comparison table + plots. Every number printed comes from this run."""
+"""The main job (`thinkc demo`, `make demo`): synthesise the R1-length task -> CTS-compress training
+traces with the tiny reference model (kept share of computation vs filler tokens) -> infer with
+vanilla / CTS-trained / LightThinker / H2O on the shipped tiny models -> evaluate -> one table
+(accuracy, thinking tokens, peak KV, dependency, time), one verdict per method against vanilla,
+plots. Every number printed comes from this run."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,10 +13,11 @@ from rich.console import Console
 from rich.rule import Rule
 from rich.table import Table
 
-from thinkc.data.schema import write_records
 from thinkc.console import wide_console
+from thinkc.data.schema import write_records
 from thinkc.data.synth import synth_splits
 
+SAME_ACCURACY_POINTS = 3.0  # within this many points of vanilla counts as the same accuracy
 
 
 def tiny_training_synth() -> dict:
@@ -30,54 +34,22 @@ def tiny_training_synth() -> dict:
 @dataclass
 class DemoSettings:
     out: Path = Path("runs/demo")
-    n_test: int = 100
+    n_test: int = 60  # ~90 s on 2 cores; `thinkc demo --n-test 200` for the measurement in docs/tiny_task.md
     n_cts: int = 32
     ratio: float = 0.7  # the ratio tiny-cts was trained at (configs/train/tiny_cts.yaml)
-    max_new_tokens: int = 200
-    batch_size: int = 8
-    h2o_budget: int = 48
+    max_new_tokens: int = 768  # the task's traces are ~300-700 tokens + the answer
+    batch_size: int = 50
+    h2o_budget: int = 192  # about LightThinker's peak KV on this task
+    reference: str = "tiny-cts-reference"  # configs/train/tiny_cts_reference.yaml
     task: dict = field(default_factory=tiny_training_synth)  # n + seed of the training split, task options
     # (label, method, model)
     runs: tuple = (("vanilla", "vanilla", "tiny-sft"), ("cts", "vanilla", "tiny-cts"),
                    ("lightthinker", "lightthinker", "tiny-lightthinker"), ("h2o", "h2o", "tiny-sft"))
 
 
-def kept_share_by_kind(job, records: list[dict], tokenizer) -> dict[str, float]:
-    """Kept share of thinking tokens inside computation vs filler thoughts (the synthetic data knows
-    which is which), from the scores the CTS run stored: CTS should keep computation, drop filler."""
-    from thinkc.bench.cts import kind_totals
-    from thinkc.cts.pipeline import default_store
-    from thinkc.cts.select import select
-    from thinkc.cts.store import load_store
-
-    store = load_store(default_store(job))
-
-    def selections():
-        for rec in records:
-            e = store[rec["id"]]
-            yield e["ids"], select(tokenizer, rec["thinking"], e["ids"], e["scores"], job.ratios[0], job.options).keep
-
-    tot = kind_totals(tokenizer, records, selections())
-    return {kind: k / max(n, 1) for kind, (k, n) in tot.items()}
-
-
-def run_demo(s: DemoSettings, console: Console | None = None) -> list:
-    from thinkc.cts.pipeline import CtsJob, run as run_cts
-    from thinkc.eval.metrics import evaluate_runs
-    from thinkc.eval.plots import write_plots
-    from thinkc.eval.report import rich_table, write_markdown, write_summary_json
-    from thinkc.infer.run import InferSettings, prepare, run_inference
-    from thinkc.models.loading import load_tokenizer
-
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # one line per weight load is noise here
-    console = console or wide_console()
-    s.out.mkdir(parents=True, exist_ok=True)
-
+def _synthesise(s: DemoSettings, console: Console):
     console.print(Rule("1. synthesise the reasoning task"))
-    # regenerate the models' training split so the test problems are disjoint from it
-    task = dict(s.task)
+    task = dict(s.task)  # regenerate the models' training split so the test problems are disjoint from it
     n_train, seed = task.pop("n"), task.pop("seed")
     train, test = synth_splits(n_train, s.n_test, seed=seed, **task)
     cts_input = train[: s.n_cts]  # CTS compresses training traces; test problems are unseen
@@ -85,35 +57,158 @@ def run_demo(s: DemoSettings, console: Console | None = None) -> list:
     write_records(s.out / "data" / "test.jsonl", test)
     console.print(f"{len(cts_input)} records to compress, {len(test)} test problems -> {s.out / 'data'}")
     console.print(f"[dim]example question:[/] {test[0].question}")
+    return cts_input, test
 
-    console.print(Rule(f"2. CTS: compress reasoning traces at ratio {s.ratio} (reference model: tiny-sft)"))
+
+def _compress(s: DemoSettings, console: Console) -> dict:
+    from thinkc.cts.pipeline import CtsJob, run as run_cts
+
+    console.print(Rule(f"2. CTS: compress reasoning traces at ratio {s.ratio} (reference model: {s.reference}, "
+                       "digits force-kept)"))
     job = CtsJob(input=s.out / "data" / "cts_input.jsonl", output=str(s.out / "cts" / "train.jsonl"),
-                 ratios=[s.ratio], reference="tiny-sft", batch_size=8)
+                 ratios=[s.ratio], reference=s.reference, batch_size=8)
     (summary,) = run_cts(job, console=console)
-    share = kept_share_by_kind(job, [r.to_dict() for r in cts_input], load_tokenizer("tiny-sft"))
     t = Table(title="CTS compression")
-    for c in ("records", "tokens before", "tokens after", "achieved ratio", "kept in computations", "kept in filler"):
+    for c in ("records", "tokens before", "tokens after", "achieved ratio", "kept in computation",
+              "kept in filler", "gap (points)"):
         t.add_column(c, justify="right")
     t.add_row(str(summary["records"]), str(summary["tokens_before"]), str(summary["tokens_after"]),
-              f"{summary['achieved']:.3f}", f"{share['compute']:.0%}", f"{share['filler']:.0%}")
+              f"{summary['achieved']:.3f}", f"{summary['compute_kept_share']:.0%}",
+              f"{summary['filler_kept_share']:.0%}", f"{100 * summary['kept_share_gap']:+.1f}")
     console.print(t)
+    return summary
+
+
+def _infer(s: DemoSettings, console: Console, test) -> tuple[list[Path], dict[str, float]]:
+    """One run file per (label, method, model); the wall time of each run in seconds."""
+    import time
+
+    from thinkc.infer.run import InferSettings, prepare, run_inference
 
     console.print(Rule("3. infer on the test split"))
-    run_paths = []
-    records = [r.to_dict() for r in test]
+    paths, seconds, records = [], {}, [r.to_dict() for r in test]
     for label, method, model_name in s.runs:
-        model, tok, policy, build_prompt, _ = prepare(method, model_name, budget=s.h2o_budget if method == "h2o" else None)
+        model, tok, policy, build_prompt, _ = prepare(method, model_name,
+                                                      budget=s.h2o_budget if method == "h2o" else None)
         settings = InferSettings(method=method, model_label=model_name, batch_size=s.batch_size,
                                  max_new_tokens=s.max_new_tokens)
         path = s.out / "infer" / f"{label}.jsonl"
         console.print(f"{label}: {method} on {model_name} ...")
+        t0 = time.perf_counter()
         run_inference(model, tok, records, policy, settings, build_prompt, path)
-        run_paths.append(path)
+        seconds[label] = time.perf_counter() - t0
+        paths.append(path)
+    return paths, seconds
+
+
+def relabel(rows: list[dict], summaries: list, paths: list[Path]) -> list:
+    """Name every group by its run's demo label (the file stem: vanilla, cts, lightthinker, h2o)
+    instead of eval's model/method, so tables, verdicts and plot colours use the method names."""
+    from dataclasses import replace
+
+    names = {}
+    for r in rows:
+        names[r["group"]] = Path(r["_file"]).stem if "_file" in r else r["group"]
+        r["group"] = names[r["group"]]
+    by_label = {replace(x, method=names.get(x.method, x.method)).method: replace(x, method=names.get(x.method, x.method))
+                for x in summaries}
+    order = [p.stem for p in paths]
+    return [by_label[k] for k in order if k in by_label] + [v for k, v in by_label.items() if k not in order]
+
+
+def thinking_tokens(rows: list[dict], tokenizer) -> dict[str, float]:
+    """Mean tokens of the thinking (the text before </think>, all of it when never closed) per group."""
+    sums: dict[str, list[int]] = {}
+    for r in rows:
+        think = (r.get("text") or "").split("</think>")[0]
+        sums.setdefault(r["group"], []).append(len(tokenizer(think, add_special_tokens=False)["input_ids"]))
+    return {g: sum(v) / len(v) for g, v in sums.items()}
+
+
+def _ratio(x, base) -> float | None:
+    return x / base if x is not None and base else None
+
+
+def verdict(label: str, s, base, think: float, think_base: float) -> str:
+    """One line: this method against vanilla (accuracy in points, thinking tokens and peak KV as
+    shares of vanilla's), and what that amounts to."""
+    d = 100 * (s.accuracy - base.accuracy)
+    same = abs(d) <= SAME_ACCURACY_POINTS
+    acc = "same accuracy" if same else "higher accuracy" if d > 0 else "lower accuracy"
+    if s.accuracy == base.accuracy == 0:
+        acc = "no accuracy to compare (both 0%)"
+    tr, kr = _ratio(think, think_base), _ratio(s.mean_peak_kv, base.mean_peak_kv)
+    saves = [f"{1 - r:.0%} {what}" for r, what in ((tr, "of the thinking tokens"), (kr, "of the peak KV"))
+             if r is not None and r <= 0.9]
+    if not saves:
+        end = "no saving" + ("" if same or d > 0 else ", and it loses accuracy")
+    else:
+        end = "saves " + " and ".join(saves) + (" (accuracy not comparable)" if s.accuracy == base.accuracy == 0 else
+                                                " at the same accuracy" if same else
+                                                " with higher accuracy" if d > 0 else " but loses accuracy")
+    shares = ", ".join(f"{what} {r:.0%} of vanilla's" for r, what in ((tr, "thinking tokens"), (kr, "peak KV"))
+                       if r is not None)
+    return f"{label}: {acc} ({d:+.1f} points), {shares} -> {end}"
+
+
+def _fmt(x, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def results_table(summaries, think: dict[str, float], seconds: dict[str, float]) -> Table:
+    t = Table(title="thinkc demo: R1-length synthetic arithmetic, tiny models (this run)")
+    cols = ("method", "n", "accuracy", "thinking tokens", "generated tokens", "peak KV (mean)",
+            "dependency (M)", "compressions", "time (s)")
+    for i, c in enumerate(cols):
+        t.add_column(c, justify="left" if i == 0 else "right")
+    for s in summaries:
+        t.add_row(s.method, str(s.n), f"{s.accuracy:.1%}", _fmt(think.get(s.method), ".0f"),
+                  _fmt(s.mean_tokens, ".0f"), _fmt(s.mean_peak_kv, ".0f"), _fmt(s.dependency_m, ".3f"),
+                  _fmt(s.compressions, ".1f"), _fmt(seconds.get(s.method, s.run_wall_s), ".1f"))
+    return t
+
+
+@contextmanager
+def one_thread():
+    """Tiny models decode fastest on one thread: their matmuls are too small to split, and on a busy
+    machine a second thread mostly waits at OpenMP barriers (a 2-thread run was ~10x slower here)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def run_demo(s: DemoSettings, console: Console | None = None) -> list:
+    from thinkc.eval.metrics import evaluate_runs
+    from thinkc.eval.plots import write_plots
+    from thinkc.eval.report import write_markdown, write_summary_json
+    from thinkc.models.loading import load_tokenizer
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one line per weight load is noise here
+    console = console or wide_console()
+    s.out.mkdir(parents=True, exist_ok=True)
+    _, test = _synthesise(s, console)
+    with one_thread():
+        cts = _compress(s, console)
+        paths, seconds = _infer(s, console, test)
 
     console.print(Rule("4. evaluate"))
-    rows, summaries = evaluate_runs(run_paths, s.out / "data" / "test.jsonl")
-    console.print(rich_table(summaries, title="thinkc demo: synthetic arithmetic, tiny models (this run)"))
-    write_summary_json(s.out / "summary.json", summaries)
+    rows, summaries = evaluate_runs(paths, s.out / "data" / "test.jsonl")
+    summaries = relabel(rows, summaries, paths)
+    think = thinking_tokens(rows, load_tokenizer("tiny-sft"))
+    console.print(results_table(summaries, think, seconds))
+    base = next((x for x in summaries if x.method == s.runs[0][0]), summaries[0])
+    lines = [verdict(x.method, x, base, think.get(x.method), think.get(base.method))
+             for x in summaries if x is not base]
+    for line in lines:
+        console.print(line)
+    write_summary_json(s.out / "summary.json", summaries, thinking_tokens=think, seconds=seconds, verdicts=lines, cts=cts)
     write_markdown(s.out / "summary.md", summaries)
     plots = write_plots(rows, summaries, s.out / "plots")
     console.print(f"wrote {s.out / 'summary.json'}, {s.out / 'summary.md'}, plots: {', '.join(str(p) for p in plots)}")
