@@ -148,7 +148,8 @@ def verdict(label: str, s, base, think: float, think_base: float) -> str:
                                                 " with higher accuracy" if d > 0 else " but loses accuracy")
     shares = ", ".join(f"{what} {r:.0%} of vanilla's" for r, what in ((tr, "thinking tokens"), (kr, "peak KV"))
                        if r is not None)
-    return f"{label}: {acc} ({d:+.1f} points), {shares} -> {end}"
+    points = "" if s.accuracy == base.accuracy == 0 else f" ({d:+.1f} points)"
+    return f"{label}: {acc}{points}, {shares} -> {end}"
 
 
 def _fmt(x, spec: str) -> str:
