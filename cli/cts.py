@@ -57,16 +57,14 @@ def cts(
 ):
     """Score every thinking token with a reference model (how much the answer tells about it) and
     keep the best ones at each ratio; the answer is never touched."""
-    from rich.console import Console
-    from rich.table import Table
-
+    from thinkc.console import wide_console
     from thinkc.cts.pipeline import CtsJob, parse_shard, run
     from thinkc.cts.select import SelectOptions
     from thinkc.errors import ThinkcError
 
     if reference_model is None:
         raise ThinkcError("--reference-model is required (a local folder, smollm2 or a shipped tiny name)")
-    console = Console()
+    console = wide_console()
     job = CtsJob(input=input, output=output, ratios=list(ratio), backend=backend, reference=reference_model,
                  tokenizer=tokenizer, batch_size=batch_size, window=window or None, device=device, dtype=dtype,
                  chunk_size=chunk_size, shard=parse_shard(shard), merge=merge, scores=scores,
@@ -76,7 +74,14 @@ def cts(
     if not rows:
         console.print(f"shard {shard} scored; run again with --merge once every shard is done")
         return
-    table = Table(title=f"CTS ({backend}, reference {reference_model})")
+    _print_rows(console, rows, f"CTS ({backend}, reference {reference_model})")
+
+
+def _print_rows(console, rows: list[dict], title: str) -> None:
+    """One line per ratio; the computation-vs-filler kept shares when the records mark their thoughts."""
+    from rich.table import Table
+
+    table = Table(title=title)
     kinds = all("kept_share_gap" in r for r in rows)  # records mark computation vs filler thoughts
     cols = ("ratio", "records", "tokens before", "tokens after", "achieved")
     cols += ("kept in computation", "kept in filler", "gap (points)") if kinds else ()
