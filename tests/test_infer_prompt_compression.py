@@ -22,17 +22,36 @@ QUESTIONS = ["Tom has 3 apples. He buys 4 more. How many apples does he have?",
 
 
 @pytest.mark.parametrize("prefill_compress", [True, False])
-def test_prompt_compression_equals_dense_forward(prefill_compress):
+def test_prompt_compression_equals_dense_forward(prefill_compress, arch):
     tok = tiny_tokenizer()
     cfg = GistConfig.load("tiny").replace(mode="aug", prefill_compress=prefill_compress)
-    model = tiny_model("qwen2", vocab_size=len(tok) + 16)
+    model = tiny_model(arch, vocab_size=len(tok) + 16)
     add_gist_tokens(tok, model, cfg)
+    check_prompt_compression(model, tok, cfg)
+
+
+@pytest.mark.smollm2
+def test_prompt_compression_smollm2(smollm2_path):
+    """A real checkpoint (Llama architecture, 30 layers, 9/3 GQA) with its own tokenizer, both
+    prefill_compress values; float64 so that 1e-4 leaves no room for a wrong mask."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    for prefill_compress in (True, False):
+        tok = AutoTokenizer.from_pretrained(smollm2_path)
+        model = AutoModelForCausalLM.from_pretrained(smollm2_path, dtype=torch.float64, attn_implementation="sdpa")
+        cfg = GistConfig.load("llama").replace(mode="aug", prefill_compress=prefill_compress, n_cache=3)
+        add_gist_tokens(tok, model, cfg)
+        check_prompt_compression(model.eval(), tok, cfg, max_new=6)
+
+
+def check_prompt_compression(model, tok, cfg, max_new: int = 10):
     spec = GistSpec.from_config(cfg, tok)
     samples = [build_prompt_sample({"question": q}, tok, cfg) for q in QUESTIONS]
     assert all(bool((s.meta.role == Role.CACHE).any() | (s.meta.role == Role.CACHE_PLAIN).any()) for s in samples)
     policy = LightThinkerPolicy(spec)
-    res = decode(model, [s.input_ids.tolist() for s in samples], policy, max_new_tokens=10,
-                 force_compress={0: {3, 7}, 1: {5}}, record_logits=True, prompt_meta=[s.meta for s in samples])
+    res = decode(model, [s.input_ids.tolist() for s in samples], policy, max_new_tokens=max_new,
+                 force_compress={0: {3, max_new - 3}, 1: {5}}, record_logits=True,
+                 prompt_meta=[s.meta for s in samples])
     for r, s in zip(res, samples):
         assert r.aug_roles[:len(s)] == s.meta.role.tolist()
         ref = reference_logits(model, r, policy.flags, cfg.exclude_continue)
