@@ -4,6 +4,7 @@ and measure greedy accuracy on the synthetic test split (a note; `thinkc eval` m
     python -m thinkc.train.recipes tiny_sft tiny-sft                 # after `thinkc train tiny_sft`
     python -m thinkc.train.recipes tiny_lightthinker tiny-lightthinker
     python -m thinkc.train.recipes tiny_cts tiny-cts
+    python -m thinkc.train.recipes tiny_cts_lightthinker tiny-cts-lightthinker
     python -m thinkc.train.recipes tiny_cts_reference tiny-cts-reference   # after `thinkc data cts-reference`
 """
 from __future__ import annotations
