@@ -25,8 +25,8 @@ def demo(
     fresh: bool = typer.Option(False, "--fresh", help="Delete earlier results in --out first (otherwise finished "
                                                       "infer rows are reused)."),
 ):
-    """Synthesise data -> CTS-compress it -> infer with vanilla / CTS-trained / LightThinker / H2O on the
-    shipped tiny models -> evaluate: prints the comparison table and writes plots. Offline, CPU, minutes."""
+    """Synthesise data -> CTS-compress it -> infer with vanilla / CTS-trained / LightThinker / CTS+LightThinker /
+    H2O on the shipped tiny models -> evaluate: prints the comparison table and writes plots. Offline, CPU, minutes."""
     import shutil
 
     from thinkc.demo import run_demo

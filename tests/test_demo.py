@@ -8,12 +8,12 @@ def test_demo_end_to_end_small(tmp_path, one_torch_thread):
     out = tmp_path / "demo"
     summaries = run_demo(DemoSettings(out=out, n_test=4, n_cts=4, max_new_tokens=48))
     methods = {s.method for s in summaries}
-    assert len(summaries) == 4 and any("lightthinker" in m for m in methods)
+    assert len(summaries) == 5 and any("lightthinker" in m for m in methods)
     summary = json.loads((out / "summary.json").read_text())
     assert summary and (out / "summary.md").stat().st_size > 0
     for name in ("kv_trace.png", "accuracy_vs_tokens.png"):
         assert (out / "plots" / name).stat().st_size > 1000
-    for run in ("vanilla", "cts", "lightthinker", "h2o"):
+    for run in ("vanilla", "cts", "lightthinker", "cts+lightthinker", "h2o"):
         rows = [json.loads(line) for line in (out / "infer" / f"{run}.jsonl").read_text().splitlines()]
         assert len(rows) == 4 and all(r["metrics"]["generated_tokens"] > 0 for r in rows)
     assert (out / "cts" / "train.r0.7.jsonl").is_file()

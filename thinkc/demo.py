@@ -1,6 +1,6 @@
 """The main job (`thinkc demo`, `make demo`): synthesise the R1-length task -> CTS-compress training
 traces with the tiny reference model (kept share of computation vs filler tokens) -> infer with
-vanilla / CTS-trained / LightThinker / H2O on the shipped tiny models -> evaluate -> one table
+vanilla / CTS-trained / LightThinker / CTS+LightThinker / H2O on the shipped tiny models -> evaluate -> one table
 (accuracy, thinking tokens, peak KV, dependency, time), one verdict per method against vanilla,
 plots. Every number printed comes from this run."""
 from __future__ import annotations
@@ -44,7 +44,9 @@ class DemoSettings:
     task: dict = field(default_factory=tiny_training_synth)  # n + seed of the training split, task options
     # (label, method, model)
     runs: tuple = (("vanilla", "vanilla", "tiny-sft"), ("cts", "vanilla", "tiny-cts"),
-                   ("lightthinker", "lightthinker", "tiny-lightthinker"), ("h2o", "h2o", "tiny-sft"))
+                   ("lightthinker", "lightthinker", "tiny-lightthinker"),
+                   ("cts+lightthinker", "lightthinker", "tiny-cts-lightthinker"),  # gist on CTS 0.7 traces
+                   ("h2o", "h2o", "tiny-sft"))
 
 
 def _synthesise(s: DemoSettings, console: Console):
@@ -102,7 +104,7 @@ def _infer(s: DemoSettings, console: Console, test) -> tuple[list[Path], dict[st
 
 
 def relabel(rows: list[dict], summaries: list, paths: list[Path]) -> list:
-    """Name every group by its run's demo label (the file stem: vanilla, cts, lightthinker, h2o)
+    """Name every group by its run's demo label (the file stem: vanilla, cts, lightthinker, cts+lightthinker, h2o)
     instead of eval's model/method, so tables, verdicts and plot colours use the method names."""
     from dataclasses import replace
 

@@ -32,6 +32,7 @@ def _save(fig, path: Path) -> Path:
 
 # Fixed colours of the methods thinkc runs (a label's colour depends on the label only)
 METHOD_COLORS = {"vanilla": "#4d4d4d", "cts": "#1f77b4", "lightthinker": "#d62728", "h2o": "#2ca02c",
+                 "cts+lightthinker": "#e6550d",
                  "anllm": "#9467bd", "sepllm": "#8c564b", "streamingllm": "#e377c2"}
 _EXTRA = ["#ff7f0e", "#17becf", "#bcbd22", "#7f7f7f", "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5"]
 
