@@ -124,3 +124,21 @@ def test_infer_compresses_the_prompt_for_aug_models(model_dir, records, tmp_path
            "--gist-config", cfg, "--max-new-tokens", 8, "--compress-every", 4, "--device", "cpu")
     for row in read(out):
         assert row["metrics"]["kv_trace"][0] < row["prompt_tokens"]
+
+
+def test_resume_never_mixes_runs(model_dir, records, tmp_path):
+    """Rows are reused only for the same settings and the same prompt: another method, or another
+    question under the same id, is refused in one line instead of being silently reused."""
+    out = tmp_path / "v.jsonl"
+    base = ["--input", records, "--output", out, "--model", model_dir, "--max-new-tokens", 6, "--device", "cpu"]
+    invoke(*base, "--method", "vanilla")
+    res = CliRunner().invoke(app, ["infer", *map(str, base), "--method", "h2o"])
+    assert "other settings" in str(res.exception) and "method='vanilla'" in str(res.exception)
+    changed = tmp_path / "changed.jsonl"
+    rows = [json.loads(line) for line in records.read_text().splitlines()]
+    rows[1]["question"] = "A different question with the same id?"
+    changed.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = CliRunner().invoke(app, ["infer", "--input", str(changed), "--output", str(out), "--model", str(model_dir),
+                                   "--max-new-tokens", "6", "--device", "cpu", "--method", "vanilla"])
+    assert "another prompt" in str(res.exception)
+    assert len(read(out)) == 3  # the earlier rows are untouched

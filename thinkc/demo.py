@@ -85,6 +85,7 @@ def _infer(s: DemoSettings, console: Console, test) -> tuple[list[Path], dict[st
     """One run file per (label, method, model); the wall time of each run in seconds."""
     import time
 
+    from thinkc.errors import ThinkcError
     from thinkc.infer.run import InferSettings, prepare, run_inference
 
     console.print(Rule("3. infer on the test split"))
@@ -93,14 +94,35 @@ def _infer(s: DemoSettings, console: Console, test) -> tuple[list[Path], dict[st
         model, tok, policy, build_prompt, _ = prepare(method, model_name,
                                                       budget=s.h2o_budget if method == "h2o" else None)
         settings = InferSettings(method=method, model_label=model_name, batch_size=s.batch_size,
-                                 max_new_tokens=s.max_new_tokens)
+                                 max_new_tokens=s.max_new_tokens,
+                                 extra={"budget": s.h2o_budget} if method == "h2o" else {})
         path = s.out / "infer" / f"{label}.jsonl"
+        _drop_stale(path, settings, console)
         console.print(f"{label}: {method} on {model_name} ...")
         t0 = time.perf_counter()
-        run_inference(model, tok, records, policy, settings, build_prompt, path)
+        try:
+            run_inference(model, tok, records, policy, settings, build_prompt, path)
+        except ThinkcError:  # rows of other test problems under the same ids: the demo starts this run over
+            path.unlink(missing_ok=True)
+            run_inference(model, tok, records, policy, settings, build_prompt, path)
         seconds[label] = time.perf_counter() - t0
         paths.append(path)
     return paths, seconds
+
+
+def _drop_stale(path: Path, settings, console: Console) -> None:
+    """The demo owns its run folder: a run left by other settings (or other test problems) starts over
+    instead of being reused."""
+    from thinkc.errors import ThinkcError
+    from thinkc.infer.run import check_resumable, read_done
+
+    if not path.exists():
+        return
+    try:
+        check_resumable(read_done(path), settings, path)
+    except ThinkcError:
+        console.print(f"[dim]{path.name}: made with other settings, starting over[/]")
+        path.unlink()
 
 
 def relabel(rows: list[dict], summaries: list, paths: list[Path]) -> list:

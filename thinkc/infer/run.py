@@ -86,14 +86,20 @@ class InferSettings:
                 "compress_every": self.compress_every, **{k: v for k, v in sorted(self.extra.items())}}
 
 
-def output_row(record: dict, settings: InferSettings, prompt_len: int, result, tokenizer) -> dict:
+def prompt_hash(ids: list[int]) -> str:
+    import hashlib
+
+    return hashlib.sha1(json.dumps(ids).encode()).hexdigest()[:16]
+
+
+def output_row(record: dict, settings: InferSettings, prompt_len: int, result, tokenizer, phash: str = "") -> dict:
     text = tokenizer.decode(result.tokens, skip_special_tokens=True)
     from thinkc.eval.answers import extract_answer
 
     pred = extract_answer(text)
     row = {"id": str(record["id"]), "method": settings.method, "model": settings.model_label,
            "prompt_tokens": prompt_len, "text": text, "pred": pred, "metrics": result.metrics(),
-           "settings": settings.fingerprint()}
+           "settings": settings.fingerprint(), "prompt_hash": phash}
     if record.get("answer") is not None:
         row["gold"] = record["answer"]
     return row
@@ -162,6 +168,13 @@ def _run_local(model, tokenizer, records, policy, settings, build_prompt, output
     ids = [str(r["id"]) for r in records]
     done = read_done(output)
     check_resumable(done, settings, output)
+    for r in records:  # a row is reused only for the same prompt (the same id may hold another question)
+        if str(r["id"]) in done:
+            b = build_prompt(r)
+            ids_ = b if isinstance(b, list) else b.input_ids.tolist()
+            if done[str(r["id"])].get("prompt_hash") != prompt_hash(ids_):
+                raise ThinkcError(f"{output} holds a row for id {r['id']} made from another prompt (another input "
+                                  "file or prompt layout): choose another --output or delete it")
     todo = [(i, r) for i, r in enumerate(records) if str(r["id"]) not in done]
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -175,7 +188,7 @@ def _run_local(model, tokenizer, records, policy, settings, build_prompt, output
             def finished(res):
                 nonlocal n_tok
                 rec, p = by_index[res.index]
-                row = output_row(rec, settings, len(p), res, tokenizer)
+                row = output_row(rec, settings, len(p), res, tokenizer, prompt_hash(p))
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
                 out.flush()
                 done[row["id"]] = row
