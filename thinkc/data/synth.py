@@ -29,15 +29,7 @@ ORDINALS = ["First", "Then", "Next", "After that", "Later", "Then", "Next", "Aft
 ADD = ["buys {b} more", "finds {b} more", "gets {b} more"]
 SUB = ["gives away {b}", "loses {b}", "sells {b}"]
 MUL = {2: "doubles the {items}", 3: "triples the {items}"}
-FILLER_THOUGHTS = [
-    "Hmm, let me double-check that. {a} {op} {b} is {c}, yes.",
-    "Wait, let me re-read the question to make sure I have the numbers right.",
-    "Okay, so far {name} has {c} {items}.",
-    "Let me think about this carefully, one step at a time.",
-    "Actually, yes, that seems right. {c} {items} so far.",
-    "Hmm, so the question asks how many {items} {name} has at the end.",
-    "Wait, did I use the right operation? Let me check again. Yes, it is {op}.",
-]
+FILLER_THOUGHTS = r1.FILLER_SENTENCES[:7]  # the short style's fillers: the first seven of the R1 style's
 OPENING_FILLERS = [  # before any computation: nothing to re-check yet
     "Okay, let me see. {name} starts with {c} {items}.",
     "Let me think about this carefully, one step at a time.",
