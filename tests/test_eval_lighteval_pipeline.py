@@ -97,3 +97,18 @@ def test_eval_lighteval_command(tmp_path):
     assert list((tmp_path / "out").rglob("results_*.json"))  # lighteval's own results file
     res = CliRunner().invoke(app, [*args[:3], "--root", str(tmp_path / "none")])
     assert isinstance(res.exception, ThinkcError) and "test.jsonl" in str(res.exception)
+
+
+def test_lighteval_leaves_autograd_on(tmp_path):
+    """lighteval's transformers backend turns autograd off at import; evaluating through thinkc must
+    leave the process as it found it (a later training step in the same process needs gradients)."""
+    import torch
+
+    from thinkc.eval.lighteval_run import evaluate_with_lighteval
+
+    root = tmp_path / "bench"
+    (root / "records").mkdir(parents=True)
+    (root / "records" / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _records(2)))
+    assert torch.is_grad_enabled()
+    evaluate_with_lighteval("records", root, method="vanilla", model="tiny-sft", max_new_tokens=4, batch_size=2)
+    assert torch.is_grad_enabled()

@@ -53,7 +53,20 @@ def evaluate_with_lighteval(tasks: str, root: str | Path, method: str = "lightth
                             max_samples: int | None = None, output_dir: str | Path | None = None,
                             **infer_options) -> LightevalResult:
     """lighteval's Pipeline, offline, on `root`/<benchmark>/test.jsonl, decoding with thinkc's engine
-    (`infer_options`: ThinkcModelConfig fields such as max_new_tokens, batch_size, gist_config)."""
+    (`infer_options`: ThinkcModelConfig fields such as max_new_tokens, batch_size, gist_config).
+    lighteval switches autograd off for the whole process when its transformers backend is imported
+    (`torch.set_grad_enabled(False)` at import time); the caller's grad mode is restored here, so a
+    training run later in the same process still gets gradients."""
+    import torch
+
+    grad = torch.is_grad_enabled()
+    try:
+        return _evaluate(tasks, root, method, model, max_samples, output_dir, infer_options)
+    finally:
+        torch.set_grad_enabled(grad)
+
+
+def _evaluate(tasks, root, method, model, max_samples, output_dir, infer_options) -> LightevalResult:
     try:
         from lighteval.logging.evaluation_tracker import EvaluationTracker
         from lighteval.pipeline import ParallelismManager, Pipeline, PipelineParameters
