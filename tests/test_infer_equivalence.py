@@ -37,8 +37,10 @@ def check(model, prompts, policy, max_new, forces, exclude_continue=False):
         ref = reference_logits(model, res, policy.flags, exclude_continue)
         for aug_idx, logits in res.logits:
             torch.testing.assert_close(logits, ref[aug_idx], atol=1e-4, rtol=0)
-        # the cache really shrank: at the end it holds fewer keys than the augmented sequence
+        # the cache really shrank: at the end it holds fewer keys than the augmented sequence, and
+        # physically too (peak_kv is the cache's own length after each forward)
         assert res.kv_trace[-1] < len(res.aug_ids)
+        assert res.peak_kv < len(res.aug_ids)
     return results
 
 

@@ -242,11 +242,13 @@ class DecodeEngine:
         R.peak = torch.where(live, torch.maximum(R.peak, self.cache.lengths.long()), R.peak)
         R.next_pos += live
         R.feed_ptr += live
-        if not self.stream_blocks and any(x > 1 for x in self._left):
+        whole_blocks = not self.stream_blocks and any(x > 1 for x in self._left)
+        if whole_blocks:
             logits, vis_last = self._block_rest(logits, vis_last)
         emit = live & (R.feed_ptr >= R.feed_n)
         n_emit = self._emitting
-        self._decide(emit, self._choose(logits, emit), vis_last, compact=self.budgeted or self._block_ends)
+        self._decide(emit, self._choose(logits, emit), vis_last,
+                     compact=self.budgeted or self._block_ends or whole_blocks)
         self.steps += 1
         return n_emit
 
