@@ -111,6 +111,9 @@ def test_anllm_generated_anchor():
     policy = AnLLMPolicy(spec)
     results = check(model, prompts, policy, 20, {0: {5}, 1: {7}})
     assert results[2].compressions >= 2 and anchor in results[2].tokens
+    # a row whose only blocks are generated anchors is compacted on its own too
+    [alone] = check(model, prompts[2:], policy, 20, None)
+    assert alone.compressions >= 2
     for r in results:  # the generated anchor is fed as itself (no extra token), role CACHE
         roles = [ro for t, ro in zip(r.aug_ids, r.aug_roles) if t == anchor and ro != 1]
         assert roles and all(ro == 5 for ro in roles)

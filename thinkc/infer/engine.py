@@ -376,9 +376,10 @@ class DecodeEngine:
         """The step's one device-to-host read: finished rows, next feed widths, row lengths."""
         R = self.rows
         left = R.feed_n - R.feed_ptr  # tokens each row still has to feed
-        info = torch.stack([finished.long(), left, R.feed_n, self.cache.lengths.long()]).cpu()
+        block = (R.feed_n > 1) | (R.feed_role[:, 0] == int(Role.CACHE))  # a gist block (AnLLM: the anchor alone)
+        info = torch.stack([finished.long(), left, block.long(), self.cache.lengths.long()]).cpu()
         self._finished = info[0].bool().tolist()
-        self._left, n = info[1].tolist(), info[2].tolist()
+        self._left, is_block = info[1].tolist(), info[2].tolist()
         self.hi = int(info[3].max())
         self._emitting = sum(1 for x in self._left if x == 1)  # rows that emit a token at the next step
-        self._block_ends = any(x == 1 and m > 1 for x, m in zip(self._left, n))  # a block's [o] comes next
+        self._block_ends = any(x == 1 and b for x, b in zip(self._left, is_block))  # a block's last token comes next
