@@ -88,7 +88,7 @@ def _thinkc_runner(model, prompts, method, spec, trained, new, compress_every, b
     return run
 
 
-def _entries(model, prompts, methods, baselines, spec, trained, new, compress_every, budget, device, compile_too):
+def _entries(model, prompts, methods, baselines, spec, trained, new, compress_every, budget, compile_too):
     entries = {}
     for m in methods:
         entries[f"thinkc {m}"] = _thinkc_runner(model, prompts, m, spec, trained, new, compress_every, budget, False)
@@ -127,7 +127,7 @@ def run_decode_bench(model="smollm2", methods=("vanilla", "lightthinker", "h2o")
     for bs in batch_sizes:
         ps = _prompts(prompts, bs, prompt_len, tok, model, spec.trigger_id or vocab - 16, seed)
         entries = _entries(model_obj, ps, methods, baselines, spec, trained, max_new_tokens, compress_every,
-                           budget, device, compile_too)
+                           budget, compile_too)
         rows += _time_entries(entries, repeats, device, dict(model=label, batch=bs, prompt_len=max(map(len, ps)),
                                                              new_tokens=max_new_tokens, prompts=prompts))
         roof = roofline_tokens_per_s(model_obj, bs, bandwidth)

@@ -11,6 +11,8 @@ Row b's tokens live at slots [0, lengths[b]) (left-aligned). A decode step:
            [:, :, :kv_len], kv_len = max_b len_b + q; after the last layer lengths += n_new
     cache.compact(ranges, offsets)         # drop tokens of every layer in one op call
 
+The decode engine (thinkc.infer.engine) uses the sync-free path instead: it owns `lengths`, sets
+each forward's write slots with `set_write(rows, index, kv_len)` and compacts with `compact`.
 Padding tokens are written too (past the row's new length) and overwritten later; they are never
 inside [0, length). Overflow of the capacity raises (or doubles the buffers with grow=True).
 Positions are the caller's (position_ids): compaction never re-indexes them.
