@@ -24,6 +24,7 @@ def synth(
                                                        "(default: 99 for r1, 100 for short)."),
     style: str = typer.Option("r1", help="r1: every step worked out column by column (40-200-token thoughts); "
                                          "short: one sentence per step."),
+    max_factor: int = typer.Option(3, help="Largest multiplier in 'gets k times as many' steps (2-9)."),
 ):
     """Write the synthetic multi-step arithmetic set (R1-style thinking, \\boxed{} answers). The
     defaults are the task the shipped tiny checkpoints were trained on."""
@@ -38,7 +39,7 @@ def synth(
     try:
         with console.status(f"synthesising {n + n_test:,} records"):
             train, test = synth_splits(n, n_test, seed, min_steps=min_steps, max_steps=max_steps, filler=filler,
-                                       max_value=max_value, style=style)
+                                       max_value=max_value, style=style, max_factor=max_factor)
     except ValueError as e:
         raise ThinkcError(str(e)) from None
     test_path = test_output or output.with_name(output.name.removesuffix(".jsonl") + ".test.jsonl")

@@ -141,7 +141,37 @@ def test_splits_fail_clearly_when_problems_run_out():
 
 
 @pytest.mark.parametrize("kw", [dict(n=-1), dict(n=1, min_steps=0), dict(n=1, min_steps=5, max_steps=3),
-                                dict(n=1, filler=1.0), dict(n=1, max_value=1)])
+                                dict(n=1, filler=1.0), dict(n=1, max_value=1), dict(n=1, max_factor=1),
+                                dict(n=1, max_factor=10), dict(n=1, drill=-0.5)])
 def test_bad_arguments_raise(kw):
     with pytest.raises(ValueError):
         synth_records(**kw)
+
+
+def test_max_factor_bounds_multiplication():
+    for mf in (2, 3, 9):
+        factors = {b for r in synth_records(400, seed=5, max_factor=mf) for op, b in r.meta["ops"] if op == "*"}
+        assert factors and max(factors) <= mf and min(factors) >= 2
+    assert max(b for r in synth_records(400, seed=5, max_factor=9) for op, b in r.meta["ops"] if op == "*") > 3
+
+
+def test_drill_records_interleave_without_changing_the_problems():
+    plain = synth_records(40, seed=2)
+    mixed = synth_records(40, seed=2, drill=0.5)
+    problems = [r for r in mixed if r.meta["style"] != "drill"]
+    drills = [r for r in mixed if r.meta["style"] == "drill"]
+    assert [r.to_dict() for r in problems] == [r.to_dict() for r in plain]
+    assert len(drills) == 20 and len({r.id for r in mixed}) == 60
+    assert mixed[1].meta["style"] == "drill" and mixed[-1].meta["style"] != "drill"  # spread, not appended
+    assert [r.to_dict() for r in synth_records(40, seed=2, drill=0.5)] == [r.to_dict() for r in mixed]
+    eq = re.compile(r"^So (\d+) ([-+*]) (\d+) = (\d+)\.$", re.M)
+    for r in drills:
+        thoughts = split_thoughts(r.thinking)
+        assert len(thoughts) == r.meta["steps"] == len(r.meta["thought_kinds"])
+        results = []
+        for t in thoughts:
+            a, o, b, c = eq.search(t).groups()
+            assert int(c) == _recompute({"start": int(a), "ops": [[o, int(b)]]}) >= 0
+            assert (o != "*" or int(b) <= 3) and re.search(r"^Ones: ", t, re.M)
+            results.append(int(c))
+        assert r.meta["result"] == results[-1] and r.answer.endswith(f"\\boxed{{{results[-1]}}}.")

@@ -93,7 +93,8 @@ def _record(idx: str, question: str, thoughts: list, start: int, ops: list, trai
                         "thought_kinds": [k for _, k in thoughts], "style": style})
 
 
-def _one_short(rng: random.Random, idx: str, min_steps: int, max_steps: int, filler: float, max_value: int) -> Record:
+def _one_short(rng: random.Random, idx: str, min_steps: int, max_steps: int, filler: float, max_value: int,
+               max_factor: int = 3) -> Record:  # the short style multiplies by 2 or 3 only
     name, pron = rng.choice(NAMES)
     items = rng.choice(ITEMS)
     steps = rng.randint(min_steps, max_steps)
@@ -125,11 +126,12 @@ def _one_short(rng: random.Random, idx: str, min_steps: int, max_steps: int, fil
     return _record(idx, question, thoughts, start, ops, trail, "short")
 
 
-def _one_r1(rng: random.Random, idx: str, min_steps: int, max_steps: int, filler: float, max_value: int) -> Record:
+def _one_r1(rng: random.Random, idx: str, min_steps: int, max_steps: int, filler: float, max_value: int,
+            max_factor: int = 3) -> Record:
     name, pron = rng.choice(NAMES)
     items = rng.choice(ITEMS)
     steps = rng.randint(min_steps, max_steps)
-    start, ops = r1.ops(rng, steps, max_value)
+    start, ops = r1.ops(rng, steps, max_value, max_factor)
     phrases = [r1.phrase(op, b, items, rng) for op, b in ops]
     question = r1.question_text(name, pron, items, start, phrases)
 
@@ -153,8 +155,9 @@ STYLES = {"r1": (_one_r1, 99), "short": (_one_short, 100)}  # builder, default m
 
 
 def _options(min_steps: int = 3, max_steps: int = 4, filler: float = 0.4, max_value: int | None = None,
-             style: str = "r1") -> tuple:
-    """Checked (builder, min_steps, max_steps, filler, max_value); max_value None: the style's default."""
+             style: str = "r1", max_factor: int = 3) -> tuple:
+    """Checked (builder, min_steps, max_steps, filler, max_value, max_factor); max_value None: the
+    style's default."""
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r} (one of {', '.join(STYLES)})")
     build, default_max = STYLES[style]
@@ -165,7 +168,9 @@ def _options(min_steps: int = 3, max_steps: int = 4, filler: float = 0.4, max_va
         raise ValueError(f"filler is a share of thoughts in [0, 1), got {filler}")
     if max_value < 2:
         raise ValueError(f"max_value must be >= 2, got {max_value}")
-    return build, min_steps, max_steps, filler, max_value
+    if not 2 <= max_factor <= 9:
+        raise ValueError(f"max_factor must be in [2, 9], got {max_factor}")
+    return build, min_steps, max_steps, filler, max_value, max_factor
 
 
 def _check_n(n: int) -> None:
@@ -174,24 +179,51 @@ def _check_n(n: int) -> None:
 
 
 def synth_records(n: int, seed: int = 0, min_steps: int = 3, max_steps: int = 4, filler: float = 0.4,
-                  max_value: int | None = None, id_prefix: str = "synth", style: str = "r1") -> list[Record]:
+                  max_value: int | None = None, id_prefix: str = "synth", style: str = "r1",
+                  max_factor: int = 3, drill: float = 0.0) -> list[Record]:
     """`n` problems, the same for the same arguments (seeded, no global state). style "r1" (steps
-    worked out at length; operands up to 99 by default, running totals up to 10x that) or "short"
-    (one line per step, up to 100). The defaults are the shipped tiny checkpoints' task."""
+    worked out at length; operands up to 99 by default, running totals up to 10x that,
+    multiplication by 2..max_factor) or "short" (one line per step, up to 100). The defaults are the
+    shipped tiny checkpoints' task. `drill` > 0 interleaves round(drill * n) practice records (bare
+    column work, see _drill) among the problems, which stay the same problems in the same order."""
     _check_n(n)
-    build, *opts = _options(min_steps, max_steps, filler, max_value, style)
+    build, *opts = _options(min_steps, max_steps, filler, max_value, style, max_factor)
     rng = random.Random(f"thinkc-synth/{seed}")
     width = max(6, len(str(n)))
-    return [build(rng, f"{id_prefix}-{i:0{width}d}", *opts) for i in range(n)]
+    out = [build(rng, f"{id_prefix}-{i:0{width}d}", *opts) for i in range(n)]
+    if not 0 <= drill <= 10:
+        raise ValueError(f"drill is a number of practice records per problem in [0, 10], got {drill}")
+    n_drill = round(drill * n)
+    if n_drill:
+        drng = random.Random(f"thinkc-synth-drill/{seed}")
+        extra = [_drill(drng, f"{id_prefix}-drill-{i:0{width}d}", opts[3], opts[4]) for i in range(n_drill)]
+        out = _interleave(out, extra)
+    return out
+
+
+def _drill(rng: random.Random, idx: str, max_value: int, max_factor: int) -> Record:
+    """A practice record: 6-10 bare calculations in the traces' column format (r1.drill_thinking)."""
+    thinking, last = r1.drill_thinking(rng, max_value, max_factor, rng.randint(6, 10))
+    n = thinking.count("\n\n") + 1
+    return Record(id=idx, question=r1.DRILL_QUESTION, thinking=thinking, answer=f"The last result is \\boxed{{{last}}}.",
+                  meta={"steps": n, "result": last, "thought_kinds": ["compute"] * n, "style": "drill"})
+
+
+def _interleave(a: list, b: list) -> list:
+    """a's and b's items in their own orders, b's spread evenly through a."""
+    keyed = [((i + 0.5) / len(a), 0, x) for i, x in enumerate(a)] + [((j + 0.5) / len(b), 1, y) for j, y in enumerate(b)]
+    return [x for *_, x in sorted(keyed, key=lambda t: (t[0], t[1]))]
 
 
 def synth_splits(n_train: int, n_test: int, seed: int = 0, **kwargs) -> tuple[list[Record], list[Record]]:
     """(train, test) with no question shared between them; test comes from its own random stream.
-    Raises ValueError when the number range is too small to give enough distinct test problems."""
+    Raises ValueError when the number range is too small to give enough distinct test problems.
+    `drill` (practice records) applies to train only; test holds problems only."""
     prefix = kwargs.pop("id_prefix", "synth")
+    drill = kwargs.pop("drill", 0.0)
     _check_n(n_test)
     build, *opts = _options(**kwargs)
-    train = synth_records(n_train, seed, id_prefix=f"{prefix}-train", **kwargs)
+    train = synth_records(n_train, seed, id_prefix=f"{prefix}-train", drill=drill, **kwargs)
     seen = {r.question for r in train}
     rng = random.Random(f"thinkc-synth-test/{seed}")
     test, tries, width = [], 0, max(6, len(str(n_test)))

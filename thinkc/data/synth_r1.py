@@ -39,9 +39,9 @@ OPENING_SENTENCES = [  # before any computation: nothing to re-check yet
 ]
 
 
-def ops(rng: random.Random, steps: int, max_value: int) -> tuple[int, list[list]]:
+def ops(rng: random.Random, steps: int, max_value: int, max_factor: int = 3) -> tuple[int, list[list]]:
     """A start value and `steps` operations ("+" / "-" with an operand in [1, max_value], "*" by a
-    single digit 2..9) whose running total stays in [1, 10 * max_value]."""
+    single digit 2..max_factor) whose running total stays in [1, 10 * max_value]."""
     cap = 10 * max_value
     cur = start = rng.randint(max(2, max_value // 10), max_value)
     out = []
@@ -60,7 +60,7 @@ def ops(rng: random.Random, steps: int, max_value: int) -> tuple[int, list[list]
             b = rng.randint(1, min(cur - 1, max_value))
             cur -= b
         else:
-            b = rng.randint(2, min(9, cap // cur))
+            b = rng.randint(2, min(max_factor, cap // cur))
             cur *= b
         out.append([kind, b])
     return start, out
@@ -157,3 +157,46 @@ def question_text(name: str, pron: str, items: str, start: int, phrases: list[st
         sentences.append(f"{lead}, {who} {p}.")
     sentences.append(f"How many {items} does {name} have now?")
     return " ".join(sentences)
+
+
+DRILL_QUESTION = "Practice: work out each calculation column by column."
+
+
+def column_fact(rng: random.Random, max_factor: int) -> str:
+    """One single-digit fact exactly as it sits inside a column line of the traces: "7 + 8 + 1 = 16",
+    "15 - 9 - 1 = 5" (after a borrow), "4 - 3 = 1", "7 * 3 + 2 = 23"."""
+    kind = rng.choice("+-b*")
+    a, b = rng.randint(0, 9), rng.randint(0, 9)
+    if kind == "+":
+        c = rng.randint(0, 1)
+        return f"{a} + {b}" + (f" + {c}" if c else "") + f" = {a + b + c}"
+    if kind == "*":
+        k, c = rng.randint(2, max_factor), rng.randint(0, max_factor - 1)
+        return f"{a} * {k}" + (f" + {c}" if c else "") + f" = {a * k + c}"
+    c = rng.randint(0, 1)
+    top = a + 10 if kind == "b" else max(a, b + c)
+    return f"{top} - {b}" + (" - 1" if c else "") + f" = {top - b - c}"
+
+
+def drill_thinking(rng: random.Random, max_value: int, max_factor: int, n: int) -> tuple[str, int]:
+    """Practice text for the stage that plays the pretrained model: `n` thoughts, each a block of
+    single-digit facts (column_fact, one per line) and one bare calculation written exactly as the
+    traces' column work (no story, no filler). The facts are what the tiny models get wrong; here
+    they are a quarter of the tokens instead of ~2 % inside word problems. Returns (thinking, last
+    result)."""
+    thoughts, c = [], 0
+    for _ in range(n):
+        op = rng.choice("+-*")
+        if op == "*":
+            b = rng.randint(2, max_factor)
+            a = rng.randint(2, 10 * max_value // b)
+        elif op == "+":
+            a, b = rng.randint(1, 10 * max_value), rng.randint(1, max_value)
+        else:
+            a = rng.randint(2, 10 * max_value)
+            b = rng.randint(1, min(a - 1, max_value))
+        c = a + b if op == "+" else a - b if op == "-" else a * b
+        facts = [column_fact(rng, max_factor) + "." for _ in range(8)]
+        lines = facts + [f"I need {a} {SYMBOL[op]} {b}."] + COLUMN_WORK[op](a, b) + [f"So {a} {SYMBOL[op]} {b} = {c}."]
+        thoughts.append("\n".join(lines))
+    return "\n\n".join(thoughts), c
