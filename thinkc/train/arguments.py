@@ -76,6 +76,19 @@ def check_arguments(cfg: TrainConfig) -> None:
     extra_arguments(cfg.train.extra_args, inspect.signature(TrainingArguments).parameters)
 
 
+def skip_deepspeed_shm_op() -> None:
+    """DeepSpeed on CPU: do not JIT-compile its shared-memory communication op (~3.5 min on a 2-core
+    machine the first time). DeepSpeed's comm backend builds it when it starts, but only
+    `inference_all_reduce` (DeepSpeed inference, tensor parallel) uses it: ZeRO training reduces and
+    gathers through torch.distributed (gloo). Marking the op incompatible makes DeepSpeed skip it, as
+    it does where the op cannot build. THINKC_DEEPSPEED_SHM_OP=1 keeps DeepSpeed's default."""
+    if os.environ.get("THINKC_DEEPSPEED_SHM_OP") == "1":
+        return
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # probed once, then this dict is read
+
+
 def training_arguments(cfg: TrainConfig, has_eval: bool = False) -> TrainingArguments:
     t = cfg.train
     cuda = use_cuda(cfg)
@@ -106,6 +119,8 @@ def training_arguments(cfg: TrainConfig, has_eval: bool = False) -> TrainingArgu
         kw["warmup_steps"] = t.warmup_ratio
     if not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         kw["ddp_backend"] = "gloo"
+    if t.deepspeed and not cuda:
+        skip_deepspeed_shm_op()
     kw.update(extra_arguments(t.extra_args, params))
     try:
         return TrainingArguments(**kw)
