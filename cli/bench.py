@@ -14,6 +14,8 @@ app = typer.Typer(help="Benchmarks (tables + JSON). Use small sizes on CPU; the 
                   no_args_is_help=True)
 
 DEVICE = typer.Option(None, help="cpu or cuda (default: cuda when available).")
+JSON = typer.Option(None, help="Where to write the JSON results (default: bench/<name>-<device>.json in "
+                                "$THINKC_HOME, else ~/.cache/thinkc).")
 REPEATS = typer.Option(5, help="Timed repeats (median is reported).")
 WARMUP = typer.Option(1, help="Untimed warm-up runs.")
 
@@ -28,37 +30,63 @@ def _device(device: Optional[str]) -> str:
     return device
 
 
+# -L defaults: the GPU sizes; on a CPU they take minutes (the dense reference build, flex attention
+# without kernels), so a CPU run without -L uses small ones and says so
+LENGTHS = {"mask": ([4096, 8192, 16384, 32768], [1024, 2048, 4096]), "attention": ([4096, 8192, 16384], [1024])}
+
+
+def _lengths(name: str, lengths: List[int], device: str) -> tuple[int, ...]:
+    if lengths:
+        return tuple(lengths)
+    gpu, cpu = LENGTHS[name]
+    if device.startswith("cuda"):
+        return tuple(gpu)
+    typer.echo(f"cpu: lengths {', '.join(map(str, cpu))} (the GPU default, {gpu[0]} to {gpu[-1]}, takes minutes on a "
+               "CPU; pass -L to choose)")
+    return tuple(cpu)
+
+
 def _finish(name: str, device: str, rows: list[dict], json_path: Optional[Path]) -> None:
     from thinkc.bench.common import environment, print_table, write_results
 
     env = environment(device)
     print_table(f"thinkc bench {name} — {env['device_name']} ({device}), torch {env['torch']}", rows)
-    path = json_path or Path("runs/bench") / f"{name}-{device.split(':')[0]}.json"
+    if json_path is None:  # not into the current folder: next to thinkc's other caches
+        from thinkc.home import thinkc_home
+
+        json_path = thinkc_home() / "bench" / f"{name}-{device.split(':')[0]}.json"
+    path = json_path
     write_results(path, name, env, rows)
     typer.echo(f"wrote {path}")
 
 
 @app.command()
-def mask(lengths: List[int] = typer.Option([4096, 8192, 16384, 32768], "--length", "-L", help="Sequence lengths."),
+def mask(lengths: List[int] = typer.Option([], "--length", "-L", show_default=False,
+                                           help="Sequence lengths (default: 4096 8192 16384 32768 on CUDA, "
+                                                "1024 2048 4096 on CPU)."),
          block_size: int = typer.Option(128, help="BlockMask tile size."),
          device: Optional[str] = DEVICE, repeats: int = REPEATS, warmup: int = WARMUP,
-         json: Optional[Path] = typer.Option(None, help="Where to write the JSON results.")):
+         json: Optional[Path] = JSON):
     """BlockMask build: thinkc op vs torch create_block_mask(mask_mod) vs the dense reference build."""
     from thinkc.bench.mask import run_mask_bench
 
     dev = _device(device)
-    _finish("mask", dev, run_mask_bench(tuple(lengths), device=dev, block_size=block_size, repeats=repeats, warmup=warmup), json)
+    rows = run_mask_bench(_lengths("mask", lengths, dev), device=dev, block_size=block_size, repeats=repeats,
+                          warmup=warmup)
+    _finish("mask", dev, rows, json)
 
 
 @app.command()
-def attention(lengths: List[int] = typer.Option([4096, 8192, 16384], "--length", "-L", help="Sequence lengths."),
+def attention(lengths: List[int] = typer.Option([], "--length", "-L", show_default=False,
+                                                help="Sequence lengths (default: 4096 8192 16384 on CUDA, 1024 "
+                                                     "on CPU)."),
               q_heads: int = typer.Option(28, help="Query heads (7B: 28)."),
               kv_heads: int = typer.Option(4, help="KV heads (7B: 4)."),
               head_dim: int = typer.Option(128, help="Head dim (7B: 128)."),
               backward: Optional[bool] = typer.Option(None, help="Include backward (default: on CUDA only; flex has no CPU backward)."),
               reorder: bool = typer.Option(True, help="Also report tiles computed with [prompt|cache|thoughts] reordering."),
               device: Optional[str] = DEVICE, repeats: int = REPEATS, warmup: int = typer.Option(2, help="Untimed warm-up runs."),
-              json: Optional[Path] = typer.Option(None, help="Where to write the JSON results.")):
+              json: Optional[Path] = JSON):
     """Gist attention for one 7B-shaped layer: FlexAttention + thinkc BlockMask vs SDPA + dense mask."""
     import torch
 
@@ -66,8 +94,8 @@ def attention(lengths: List[int] = typer.Option([4096, 8192, 16384], "--length",
 
     dev = _device(device)
     dtype = torch.bfloat16 if dev.startswith("cuda") else torch.float32
-    rows = run_attention_bench(tuple(lengths), device=dev, q_heads=q_heads, kv_heads=kv_heads, head_dim=head_dim,
-                               dtype=dtype, backward=backward, repeats=repeats, warmup=warmup)
+    rows = run_attention_bench(_lengths("attention", lengths, dev), device=dev, q_heads=q_heads, kv_heads=kv_heads,
+                               head_dim=head_dim, dtype=dtype, backward=backward, repeats=repeats, warmup=warmup)
     if reorder:
         from thinkc.bench.mask import synthetic_layout
 
@@ -83,7 +111,7 @@ def compact(batch: int = typer.Option(8, help="Rows."), layers: int = typer.Opti
             tokens: int = typer.Option(8192, help="Cached tokens per row."),
             drop_fraction: float = typer.Option(0.5, help="Share of each row's tokens dropped."),
             device: Optional[str] = DEVICE, repeats: int = REPEATS, warmup: int = WARMUP,
-            json: Optional[Path] = typer.Option(None, help="Where to write the JSON results.")):
+            json: Optional[Path] = JSON):
     """In-place KV compaction (thinkc op) vs torch gather + copy: time and GB/s (bytes read + written)."""
     import torch
 
@@ -113,7 +141,7 @@ def decode(model: str = typer.Option("smollm2", help="Model: local folder, smoll
                                                   "(CUDA graphs; default: on CUDA)."),
            repeats: int = typer.Option(1, min=1, help="Timed repeats, entry order rotated (median is reported)."),
            device: Optional[str] = DEVICE,
-           json: Optional[Path] = typer.Option(None, help="Where to write the JSON results.")):
+           json: Optional[Path] = JSON):
     """Decode tokens/s side by side: thinkc (vanilla, lightthinker, h2o) vs HF generate (dynamic, static),
     the raw forward-loop floor and the bandwidth roofline (CUDA)."""
     from thinkc.bench.decode import BASELINES, run_decode_bench
@@ -138,7 +166,7 @@ def batching(model: str = typer.Option("tiny-sft", help="Model (a checkpoint wit
              max_new_tokens: int = typer.Option(512, "--new-tokens", "--max-new-tokens", min=1, help="Generation limit."),
              method: str = typer.Option("vanilla", help="Cache policy."),
              device: Optional[str] = DEVICE,
-             json: Optional[Path] = typer.Option(None, help="Where to write the JSON results.")):
+             json: Optional[Path] = JSON):
     """thinkc infer's scheduling: fixed batches vs continuous batching on the same problems (same tokens)."""
     from thinkc.bench.decode import run_batching_bench
 
@@ -154,7 +182,7 @@ def cts(model: str = typer.Option("smollm2", help="Reference model: local folder
         backends: List[str] = typer.Option(["native", "llmlingua"], "--backend", help="Scoring backends."),
         batch_size: int = typer.Option(8, help="Records per forward (native)."),
         device: Optional[str] = DEVICE,
-        json: Optional[Path] = typer.Option(None, help="Where to write the JSON results.")):
+        json: Optional[Path] = JSON):
     """CTS scoring throughput (tokens/s) and achieved vs target ratio: native vs llmlingua."""
     from thinkc.bench.cts import run_cts_bench
     from thinkc.data.synth import synth_records

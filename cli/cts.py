@@ -29,7 +29,7 @@ def cts(
     input: Path = typer.Option(..., "--input", "-i", help="Records JSONL (id, question, thinking, answer)."),
     output: str = typer.Option(..., "--output", "-o",
                                help="Output JSONL; one file per ratio: out.jsonl -> out.r0.5.jsonl, or a pattern with {ratio}."),
-    reference_model: Optional[str] = typer.Option(None, "--reference-model", "-m",
+    reference_model: str = typer.Option(..., "--reference-model", "-m",
                                                   help="Reference model: local folder, 'smollm2' or a shipped tiny name "
                                                        "(llmlingua2: a local token-classification model folder)."),
     ratio: List[float] = typer.Option([0.5, 0.7], "--ratio", "-r",
@@ -60,10 +60,7 @@ def cts(
     from thinkc.console import wide_console
     from thinkc.cts.pipeline import CtsJob, parse_shard, run
     from thinkc.cts.select import SelectOptions
-    from thinkc.errors import ThinkcError
 
-    if reference_model is None:
-        raise ThinkcError("--reference-model is required (a local folder, smollm2 or a shipped tiny name)")
     console = wide_console()
     job = CtsJob(input=input, output=output, ratios=list(ratio), backend=backend, reference=reference_model,
                  tokenizer=tokenizer, batch_size=batch_size, window=window or None, device=device, dtype=dtype,
@@ -79,20 +76,20 @@ def cts(
 
 def _print_rows(console, rows: list[dict], title: str) -> None:
     """One line per ratio; the computation-vs-filler kept shares when the records mark their thoughts."""
-    from rich.table import Table
+    from thinkc.console import FitTable
 
-    table = Table(title=title)
     kinds = all("kept_share_gap" in r for r in rows)  # records mark computation vs filler thoughts
     cols = ("ratio", "records", "tokens before", "tokens after", "achieved")
     cols += ("kept in computation", "kept in filler", "gap (points)") if kinds else ()
-    for col in cols + ("output",):
-        table.add_column(col, justify="left" if col == "output" else "right")
+    cells = []
     for r in rows:
         extra = (f"{r['compute_kept_share']:.1%}", f"{r['filler_kept_share']:.1%}",
                  f"{100 * r['kept_share_gap']:+.1f}") if kinds else ()
-        table.add_row(f"{r['ratio']:g}", str(r["records"]), f"{r['tokens_before']:,}", f"{r['tokens_after']:,}",
-                      f"{r['achieved']:.3f}", *extra, r["output"])
-    console.print(table)
+        cells.append([f"{r['ratio']:g}", str(r["records"]), f"{r['tokens_before']:,}", f"{r['tokens_after']:,}",
+                      f"{r['achieved']:.3f}", *extra, r["output"]])
+    short = {"tokens before": "before", "tokens after": "after", "kept in computation": "kept comp.",
+             "kept in filler": "kept filler", "gap (points)": "gap"}
+    console.print(FitTable(title, cols + ("output",), cells, short=short, left=["output"]))
     over = sum(r["forced_over_budget"] for r in rows)
     if over:
         console.print(f"[yellow]{over} record(s) had more force-kept tokens than the budget (kept them all)[/]")

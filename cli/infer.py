@@ -27,23 +27,36 @@ def _parse_budget(text: Optional[str]):
 
 
 def _print_summary(console, s: dict, method: str, label: str, stats, output) -> None:
-    from rich.table import Table
-
+    from thinkc.console import FitTable
     from thinkc.infer.shard import world
 
-    table = Table(title=f"thinkc infer — {label}")
-    for col in ("method", "samples", "accuracy", "mean peak KV", "mean dependency", "mean tokens", "compressions"):
-        table.add_column(col, justify="right" if col != "method" else "left")
+    headers = ("method", "samples", "accuracy", "mean peak KV", "mean dependency", "mean tokens", "compressions")
+    short = {"samples": "n", "accuracy": "acc", "mean peak KV": "peak KV", "mean dependency": "dep",
+             "mean tokens": "tokens", "compressions": "compr"}
     acc = f"{s['accuracy']:.1%}" if "accuracy" in s else "-"
-    table.add_row(method, str(s["samples"]), acc, f"{s['mean_peak_kv']:.1f}", f"{s['mean_dependency']:.0f}",
-                  f"{s['mean_generated_tokens']:.1f}", f"{s['mean_compressions']:.1f}")
-    console.print(table)
-    if stats.samples and world()[0] == 0:  # under torchrun: rank 0's share stands for the run's time
+    row = (method, str(s["samples"]), acc, f"{s['mean_peak_kv']:.1f}", f"{s['mean_dependency']:.0f}",
+           f"{s['mean_generated_tokens']:.1f}", f"{s['mean_compressions']:.1f}")
+    console.print(FitTable(f"thinkc infer — {label}", headers, [row], short=short))
+    if output is not None and stats.samples and world()[0] == 0:  # under torchrun: rank 0's share stands for all
         from thinkc.eval.metrics import write_run_totals
 
         write_run_totals(output, stats.wall_s, stats.generated_tokens, stats.samples)  # what eval reports as time
+    if stats.samples:
         console.print(f"this run: {stats.samples} samples, {stats.generated_tokens} tokens in {stats.wall_s:.1f} s "
                       f"({stats.tokens_per_s:.1f} tokens/s); per-sample latency is metrics.wall_s", highlight=False)
+
+
+def _print_answer(console, row: dict, max_new_tokens: int) -> None:
+    """--prompt: the generated text and the answer found in it."""
+    from rich.rule import Rule
+    from rich.text import Text
+
+    console.print(Rule("generated"))
+    console.print(Text(row["text"].strip() or "(no text)"))
+    cut = row["metrics"].get("generated_tokens", 0) >= max_new_tokens
+    answer = f"answer: {row['pred']}" if row.get("pred") else "answer: (none found in the text)"
+    console.print(Text(answer + (f" (the text stopped at --max-new-tokens {max_new_tokens})" if cut else ""),
+                       style="bold"))
 
 
 def register(app: typer.Typer) -> None:
@@ -54,8 +67,10 @@ def infer(
     input: Optional[Path] = typer.Option(None, "--input", "-i", help="JSONL of thinkc records or benchmark rows "
                                                                      "(MATH-500 / AIME / GPQA / GSM8K layouts)."),
     prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="A single question instead of --input."),
-    output: Path = typer.Option(..., "--output", "-o", help="Output JSONL (appended as samples finish; re-running "
-                                                            "skips ids made with the same settings)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="Output JSONL (appended as samples finish; re-running skips ids made "
+                                               "with the same settings). Needed with --input; optional with "
+                                               "--prompt, whose answer is printed."),
     method: str = typer.Option("lightthinker", "--method", "-m", help=f"Cache policy: {METHODS_HELP}."),
     model: Optional[str] = typer.Option(None, "--model", help="Local HF folder, 'smollm2', or a shipped tiny checkpoint "
                                                               "(default: tiny-lightthinker for gist methods, else tiny-sft)."),
@@ -83,11 +98,9 @@ def infer(
     """Generate answers with in-place KV compaction and report accuracy, peak KV and dependency."""
     import torch
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from thinkc.infer.policies import METHODS
-    from thinkc.infer.run import (InferSettings, RunStats, check_resumable, load_inputs, prepare, read_done,
-                                  run_inference, summarize)
-    from thinkc.infer.sampling import SamplingConfig
+    from thinkc.infer.run import load_inputs
 
     if method not in METHODS:
         raise ThinkcError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
@@ -95,17 +108,40 @@ def infer(
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     console = Console()
+    if input is not None and output is None:
+        raise ThinkcError("--output is required with --input (the JSONL the samples are written to)")
     if input is not None and output.exists() and output.resolve() == input.resolve():
         raise ThinkcError(f"--output {output} is the input file: choose another output")
     records = load_inputs(input, prompt)
+    o = dict(method=method, model=model, gist_config=gist_config, budget=budget, window=window, device=device,
+             dtype=dtype, batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature,
+             top_p=top_p, seed=seed, compress_every=compress_every, show_answer=prompt is not None)
+    if output is None:  # --prompt alone: decode into a scratch file, print the answer
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="thinkc-infer-") as scratch:
+            return _infer(console, records, Path(scratch) / "prompt.jsonl", o, keep=False)
+    return _infer(console, records, output, o, keep=True)
+
+
+def _infer(console, records: list[dict], output: Path, o: dict, keep: bool) -> None:
+    """Decode `records` into `output` with a progress bar; the summary, and the answer of a --prompt."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from thinkc.infer.run import (InferSettings, RunStats, check_resumable, prepare, read_done, run_inference,
+                                  summarize)
+    from thinkc.infer.sampling import SamplingConfig
+
+    method = o["method"]
     done = read_done(output)
     skipped = sum(str(r["id"]) in done for r in records)
-    with console.status(f"loading {model or 'default model'}"):
-        mdl, tok, policy, build, label = prepare(method, model, gist_config, budget, window, device, dtype)
-    extra = {"budget": budget, "window": window, "gist_config": gist_config}
-    settings = InferSettings(method=method, model_label=label, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                             sampling=SamplingConfig(temperature, top_p, seed), compress_every=compress_every,
-                             extra={k: v for k, v in extra.items() if v is not None})
+    with console.status(f"loading {o['model'] or 'default model'}"):
+        mdl, tok, policy, build, label = prepare(method, o["model"], o["gist_config"], o["budget"], o["window"],
+                                                 o["device"], o["dtype"])
+    extra = {k: o[k] for k in ("budget", "window", "gist_config") if o[k] is not None}
+    settings = InferSettings(method=method, model_label=label, batch_size=o["batch_size"],
+                             max_new_tokens=o["max_new_tokens"], compress_every=o["compress_every"],
+                             sampling=SamplingConfig(o["temperature"], o["top_p"], o["seed"]), extra=extra)
     check_resumable(done, settings, output)
     if skipped:
         console.print(f"resuming: {skipped} of {len(records)} samples already in {output}", highlight=False)
@@ -125,5 +161,8 @@ def infer(
         rows = run_inference(mdl, tok, records, policy, settings, build, output, on_tokens=on_tokens,
                              on_sample=lambda row: progress.advance(task), stats=stats)
 
-    _print_summary(console, summarize(rows), method, label, stats, output)
-    console.print(f"wrote {output}", highlight=False)
+    _print_summary(console, summarize(rows), method, label, stats, output if keep else None)
+    if o["show_answer"]:
+        _print_answer(console, rows[0], o["max_new_tokens"])
+    if keep:
+        console.print(f"wrote {output}", highlight=False)

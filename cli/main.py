@@ -50,6 +50,35 @@ def _register():
 _register()
 
 
+# Rich's option panels cut long option names ("--reference-mod…") in narrower terminals: there,
+# help uses click's plain layout, which wraps the text and keeps every name whole
+RICH_HELP_MIN_WIDTH = 110
+
+
+def help_width() -> int:
+    """The width help is printed at: TERMINAL_WIDTH (typer's override), else what rich detects
+    (COLUMNS, the terminal, 80 when not a terminal)."""
+    from rich.console import Console
+
+    forced = os.environ.get("TERMINAL_WIDTH", "")
+    return int(forced) if forced.isdigit() else Console().width
+
+
+def fit_help(argv: list[str], typer_app: typer.Typer = app) -> None:
+    """Plain help below RICH_HELP_MIN_WIDTH columns, rich panels otherwise (only when help may be
+    printed: --help, or a group named without a subcommand)."""
+    if "--help" not in argv[1:] and len(argv) > 2:
+        return
+    from typer.core import DEFAULT_MARKUP_MODE
+
+    mode = None if help_width() < RICH_HELP_MIN_WIDTH else DEFAULT_MARKUP_MODE
+    stack = [typer_app]
+    while stack:
+        t = stack.pop()
+        t.rich_markup_mode = mode
+        stack += [g.typer_instance for g in t.registered_groups]
+
+
 def _take_debug(argv: list[str]) -> bool:
     """Remove every `--debug` before a `--` from argv (so it works after the subcommand too)."""
     stop = argv.index("--") if "--" in argv else len(argv)
@@ -60,6 +89,7 @@ def _take_debug(argv: list[str]) -> bool:
 
 def main():
     debug = _take_debug(sys.argv) or os.environ.get("THINKC_DEBUG") == "1"
+    fit_help(sys.argv)
     try:
         app()
     except Exception as e:

@@ -42,8 +42,8 @@ def list_():
     from thinkc.models.smollm2 import smollm2_available, smollm2_dir
 
     table = Table(title="models")
-    for col in ("name", "status", "path"):
-        table.add_column(col)
+    for col in ("name", "status", "path"):  # at 80 columns a long path wraps (folded), never cut to "…"
+        table.add_column(col, overflow="fold", no_wrap=col == "name")
     ok = smollm2_available()
     table.add_row("smollm2", "[green]prepared[/]" if ok else "[yellow]run `thinkc models prepare smollm2`[/]",
                   str(smollm2_dir()))

@@ -11,9 +11,8 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.rule import Rule
-from rich.table import Table
 
-from thinkc.console import wide_console
+from thinkc.console import FitTable, wide_console
 from thinkc.data.schema import write_records
 from thinkc.data.synth import synth_splits
 
@@ -70,14 +69,12 @@ def _compress(s: DemoSettings, console: Console) -> dict:
     job = CtsJob(input=s.out / "data" / "cts_input.jsonl", output=str(s.out / "cts" / "train.jsonl"),
                  ratios=[s.ratio], reference=s.reference, batch_size=8)
     (summary,) = run_cts(job, console=console)
-    t = Table(title="CTS compression")
-    for c in ("records", "tokens before", "tokens after", "achieved ratio", "kept in computation",
-              "kept in filler", "gap (points)"):
-        t.add_column(c, justify="right")
-    t.add_row(str(summary["records"]), str(summary["tokens_before"]), str(summary["tokens_after"]),
-              f"{summary['achieved']:.3f}", f"{summary['compute_kept_share']:.0%}",
-              f"{summary['filler_kept_share']:.0%}", f"{100 * summary['kept_share_gap']:+.1f}")
-    console.print(t)
+    cols = ("records", "tokens before", "tokens after", "achieved ratio", "kept in computation", "kept in filler",
+            "gap (points)")
+    row = (str(summary["records"]), str(summary["tokens_before"]), str(summary["tokens_after"]),
+           f"{summary['achieved']:.3f}", f"{summary['compute_kept_share']:.0%}",
+           f"{summary['filler_kept_share']:.0%}", f"{100 * summary['kept_share_gap']:+.1f}")
+    console.print(FitTable("CTS compression", cols, [row], short=CTS_SHORT))
     return summary
 
 
@@ -180,17 +177,22 @@ def _fmt(x, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
-def results_table(summaries, think: dict[str, float], seconds: dict[str, float]) -> Table:
-    t = Table(title="thinkc demo: R1-length synthetic arithmetic, tiny models (this run)")
+CTS_SHORT = {"tokens before": "before", "tokens after": "after", "achieved ratio": "ratio",
+             "kept in computation": "kept comp.", "kept in filler": "kept filler", "gap (points)": "gap"}
+RESULTS_SHORT = {"accuracy": "acc", "thinking tokens": "thinking", "generated tokens": "tokens",
+                 "peak KV (mean)": "peak KV", "dependency (M)": "dep (M)", "compressions": "compr",
+                 "time (s)": "time s"}
+
+
+def results_table(summaries, think: dict[str, float], seconds: dict[str, float]) -> FitTable:
+    """Laid out for the console's width: short headers at 80 columns, method names never cut."""
     cols = ("method", "n", "accuracy", "thinking tokens", "generated tokens", "peak KV (mean)",
             "dependency (M)", "compressions", "time (s)")
-    for i, c in enumerate(cols):
-        t.add_column(c, justify="left" if i == 0 else "right")
-    for s in summaries:
-        t.add_row(s.method, str(s.n), f"{s.accuracy:.1%}", _fmt(think.get(s.method), ".0f"),
-                  _fmt(s.mean_tokens, ".0f"), _fmt(s.mean_peak_kv, ".0f"), _fmt(s.dependency_m, ".3f"),
-                  _fmt(s.compressions, ".1f"), _fmt(seconds.get(s.method, s.run_wall_s), ".1f"))
-    return t
+    rows = [(s.method, str(s.n), f"{s.accuracy:.1%}", _fmt(think.get(s.method), ".0f"),
+             _fmt(s.mean_tokens, ".0f"), _fmt(s.mean_peak_kv, ".0f"), _fmt(s.dependency_m, ".3f"),
+             _fmt(s.compressions, ".1f"), _fmt(seconds.get(s.method, s.run_wall_s), ".1f")) for s in summaries]
+    return FitTable("thinkc demo: R1-length synthetic arithmetic, tiny models (this run)", cols, rows,
+                    short=RESULTS_SHORT)
 
 
 @contextmanager

@@ -63,20 +63,15 @@ def write_results(path, name: str, env: dict, rows: list[dict]) -> None:
 
 
 def print_table(title: str, rows: list[dict]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    """One row per result; too wide for the console, the columns go into several tables that each
+    repeat the first (thinkc.console.FitTable): no figure is cut."""
+    from thinkc.console import FitTable, wide_console
 
     if not rows:
         return
     cols = list(dict.fromkeys(k for r in rows for k in r))
-    table = Table(title=title)
-    for c in cols:
-        table.add_column(c, justify="right" if isinstance(rows[0].get(c), (int, float)) else "left")
-    for r in rows:
-        table.add_row(*(_fmt(r.get(c)) for c in cols))
-    from thinkc.console import wide_console
-
-    wide_console().print(table)
+    left = [c for c in cols if not isinstance(rows[0].get(c), (int, float))]
+    wide_console().print(FitTable(title, cols, [[_fmt(r.get(c)) for c in cols] for r in rows], left=left))
 
 
 def _fmt(v) -> str:

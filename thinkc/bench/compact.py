@@ -16,6 +16,7 @@ import random
 import torch
 
 from thinkc.bench.common import time_fn
+from thinkc.errors import ThinkcError
 from thinkc.ops import backend
 from thinkc.ops.compact import compact_kv, compact_kv_torch, ranges_from_keep
 
@@ -24,15 +25,18 @@ PROMPT_TOKENS = 256
 
 def keep_pattern(batch: int, tokens: int, drop_fraction: float, seed: int = 0) -> list[list[tuple[int, int]]]:
     """Per row: keep [0, prompt), then alternate kept / dropped spans; row b drops about
-    drop_fraction * (0.8 .. 1.2) of its thought tokens."""
+    drop_fraction * (0.8 .. 1.2) of its thought tokens. The prompt is at most a quarter of the
+    row and spans at most half of the thought, so short caches (--tokens 256) compact too."""
     rng = random.Random(seed)
     keep = []
+    prompt = min(PROMPT_TOKENS, tokens // 4)
+    hi = max(2, min(256, (tokens - prompt) // 2))
+    lo = max(1, min(32, hi // 2))
     for b in range(batch):
         f = min(0.95, max(0.0, drop_fraction * (0.8 + 0.4 * b / max(1, batch - 1))))
-        prompt = min(PROMPT_TOKENS, tokens)
         row, t = [(0, prompt)] if prompt else [], prompt
         while t < tokens:
-            span = rng.randint(32, 256)
+            span = rng.randint(lo, hi)
             kept = max(0, round(span * (1 - f)))
             if kept:
                 row.append((t, min(tokens, t + kept)))
@@ -70,10 +74,13 @@ def run_compact_bench(batch: int = 8, layers: int = 28, kv_heads: int = 4, head_
                       repeats: int = 5, warmup: int = 1, seed: int = 0, verify: bool = True) -> list[dict]:
     """One row per implementation: time (median ms), GB/s of the counted bytes, share of the device's
     peak bandwidth (CUDA), speed-up over torch; `match` says both gave identical caches (verify=True)."""
+    keep = keep_pattern(batch, tokens, drop_fraction, seed)
+    if all(sum(e - s for s, e in row) == tokens for row in keep):
+        raise ThinkcError(f"--tokens {tokens} with --drop-fraction {drop_fraction:g} drops nothing: there would be "
+                          "nothing to time (use --tokens 64 or more and --drop-fraction > 0)")
     g = torch.Generator(device="cpu").manual_seed(seed)
     shape = (batch, kv_heads, tokens, head_dim)
     caches = [torch.randn(shape, generator=g).to(dtype=dtype, device=device) for _ in range(2 * layers)]
-    keep = keep_pattern(batch, tokens, drop_fraction, seed)
     ranges, offsets = ranges_from_keep(keep, device)
     lengths = torch.full((batch,), tokens, dtype=torch.int32, device=device)
     reset = lambda: lengths.fill_(tokens)  # noqa: E731

@@ -89,7 +89,8 @@ def _progress(console):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[tps]} tok/s"), TimeElapsedColumn(), console=console)
+                    TextColumn("{task.fields[tokens]} tokens, {task.fields[tps]} tok/s"), TimeElapsedColumn(),
+                    console=console)
 
 
 def score_shard(job: CtsJob, backend, records: list[dict], console=None) -> None:
@@ -102,15 +103,18 @@ def score_shard(job: CtsJob, backend, records: list[dict], console=None) -> None
     ratios = [None] if backend.kind == "scores" else list(job.ratios)
     todo = [(k, r) for r in ratios for k in range(len(chunks)) if not (d / chunk_name(k, r)).is_file()]
     tokens, t0 = 0, time.perf_counter()
+    total = len(chunks) * len(ratios)
+    if total > len(todo) and console is not None:  # a re-run: say what it reuses
+        console.print(f"resuming from {total - len(todo)} of {total} chunks already scored in {d}", highlight=False)
     with _progress(console) as prog:
         done = sum(len(chunks[k]) for r in ratios for k in range(len(chunks)) if (d / chunk_name(k, r)).is_file())
         task = prog.add_task(f"CTS {backend.name} shard {i}/{n}", total=len(mine) * len(ratios), tps="-",
-                             completed=done)
+                             tokens="0", completed=done)
 
-        def on_tokens(m: int):
+        def on_tokens(m: int):  # after every forward window: a long record moves the counter too
             nonlocal tokens
             tokens += m
-            prog.update(task, tps=f"{tokens / max(time.perf_counter() - t0, 1e-9):,.0f}")
+            prog.update(task, tokens=f"{tokens:,}", tps=f"{tokens / max(time.perf_counter() - t0, 1e-9):,.0f}")
 
         for k, ratio in todo:
             chunk = chunks[k]

@@ -63,11 +63,12 @@ def _pad_id(tokenizer) -> int:
 
 @torch.no_grad()
 def target_logprobs(model, rows: Sequence[Sequence[int]], starts: Sequence[int], pad_id: int = 0,
-                    window: int | None = None) -> list[np.ndarray]:
+                    window: int | None = None, on_window=None) -> list[np.ndarray]:
     """log p(row[t] | row[:t]) for t in [starts[b], len(row_b)) of every row, in one padded batch.
 
-    `window`: feed at most this many positions per forward, carrying a KV cache (None = one pass).
-    Returns float32 arrays (one per row, length len(row) - start)."""
+    `window`: feed at most this many positions per forward, carrying a KV cache (None = one pass);
+    `on_window(n_tokens)` is called after each forward with the real (unpadded) tokens it fed, so a
+    long record shows progress. Returns float32 arrays (one per row, length len(row) - start)."""
     device = next(model.parameters()).device
     B, L = len(rows), max(len(r) for r in rows)
     ids = torch.full((B, L), pad_id, dtype=torch.long)
@@ -92,6 +93,8 @@ def target_logprobs(model, rows: Sequence[Sequence[int]], starts: Sequence[int],
             h = decoder(input_ids=ids[:, w0:w1], attention_mask=mask[:, :w1], past_key_values=cache,
                         use_cache=cache is not None,
                         position_ids=torch.arange(w0, w1, device=device).expand(B, -1)).last_hidden_state
+        if on_window is not None:
+            on_window(sum(max(0, min(n, w1) - w0) for n in lens))
         # hidden state at position t predicts row[t + 1]; keep those whose target is a thinking token
         picks, targets, where = [], [], []
         for b in range(B):
@@ -132,7 +135,7 @@ def score_records(model, tokenizer, records: Sequence[dict], *, conditional: boo
     conditional=True: native CTS score (cond - uncond log-prob). conditional=False: the
     unconditional ablation, score = -log p(x_i | x_<i) (surprisal: the tokens the model finds
     hardest to predict rank highest, as in perplexity-based pruning). `on_batch(n_tokens)` is called
-    after each forward (progress)."""
+    after each forward (progress: each window of a long record counts as it is fed)."""
     think = [thinking_ids(tokenizer, r["thinking"]) for r in records]
     uncond_prefix = prefix_ids(tokenizer, None)
     rows, starts, owner = [], [], []  # owner: (record index, is_conditional)
@@ -146,11 +149,9 @@ def score_records(model, tokenizer, records: Sequence[dict], *, conditional: boo
     logp: dict[tuple[int, bool], np.ndarray] = {}
     pad = _pad_id(tokenizer)
     for batch in _buckets([len(r) for r in rows], batch_size):
-        res = target_logprobs(model, [rows[j] for j in batch], [starts[j] for j in batch], pad, window)
+        res = target_logprobs(model, [rows[j] for j in batch], [starts[j] for j in batch], pad, window, on_batch)
         for j, lp in zip(batch, res):
             logp[owner[j]] = lp
-        if on_batch is not None:
-            on_batch(sum(len(rows[j]) for j in batch))
     out = []
     for i, t in enumerate(think):
         ids = np.asarray(t, dtype=np.int32)

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.table import Table
-
 from thinkc.eval.metrics import MethodSummary, verdict_row
 from thinkc.io import write_json, write_jsonl
 
@@ -36,13 +34,17 @@ def rows_as_text(summaries: list[MethodSummary]) -> list[list[str]]:
     return [[_cell(getattr(s, f), fmt) for f, _, fmt in COLUMNS] for s in summaries]
 
 
-def rich_table(summaries: list[MethodSummary], title: str = "thinkc eval") -> Table:
-    table = Table(title=title)
-    for i, (_, header, _) in enumerate(COLUMNS):
-        table.add_column(header, justify="left" if i == 0 else "right", style="bold" if i == 0 else None)
-    for cells in rows_as_text(summaries):
-        table.add_row(*cells)
-    return table
+# at narrow widths (80 columns): shorter headers, then these columns go first (JSON / Markdown keep them)
+SHORT = {"compr/sample": "compr", "latency s": "lat s"}
+OPTIONAL = ["max KV", "run s", "tok/s", "latency s"]
+
+
+def rich_table(summaries: list[MethodSummary], title: str = "thinkc eval"):
+    """The per-method table, laid out for the console it is printed on (method names never cut)."""
+    from thinkc.console import FitTable
+
+    return FitTable(title, [h for _, h, _ in COLUMNS], rows_as_text(summaries), short=SHORT, optional=OPTIONAL,
+                    first_style="bold")
 
 
 def markdown(summaries: list[MethodSummary]) -> str:

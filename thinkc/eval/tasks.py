@@ -109,6 +109,9 @@ def detect(row: dict) -> str:
         return "gsm8k"
     if {"id", "question"} <= keys:  # thinkc records; the answer is optional for prompts-only files
         return "thinkc"
+    if {"question", "answer"} <= keys:  # thinkc records whose id was left out
+        raise ThinkcError("rows have a question and an answer but no 'id' field: give every record an id "
+                          "(GSM8K rows are recognised by the '#### <answer>' in their answer)")
     raise ThinkcError(
         f"unknown benchmark layout (columns: {', '.join(sorted(keys)[:8])}); "
         f"expected one of {', '.join(BENCHMARKS)}"
@@ -208,9 +211,15 @@ def load_benchmark(path: str | Path, name: str = "auto", seed: int = 0) -> list[
     rows = read_rows(path)
     if not rows:
         raise ThinkcError(f"{path}: no rows")
-    kind = detect(rows[0]) if name == "auto" else name
+    try:
+        kind = detect(rows[0]) if name == "auto" else name
+    except ThinkcError as e:
+        raise ThinkcError(f"{path}: {e}") from None
     out, seen = [], set()
     for i, row in enumerate(rows):
+        if kind == "thinkc" and isinstance(row, dict) and row.get("id") in (None, ""):
+            raise ThinkcError(f"{path}: row {i + 1}: 'id' is {'null' if row.get('id') is None else 'empty'}; "
+                              "give every record an id")
         try:
             rec = to_record(row, kind, seed)
         except KeyError as e:

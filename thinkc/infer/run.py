@@ -35,7 +35,7 @@ def load_inputs(path: str | os.PathLike | None = None, prompt: str | None = None
         return load_benchmark(path)
     except ThinkcError:
         rows = [r for _, r in iter_jsonl(path)]
-        if rows and all(isinstance(r.get("question"), str) and "id" in r for r in rows):
+        if rows and all(isinstance(r.get("question"), str) and r.get("id") not in (None, "") for r in rows):
             from thinkc.eval.answers import gold_from_reference
 
             return [{"id": str(r["id"]), "question": r["question"], "answer": gold_from_reference(r.get("answer"))}
@@ -150,7 +150,8 @@ def run_inference(model, tokenizer, records: list[dict], policy: CachePolicy, se
 
     ids = [str(r["id"]) for r in records]
     if len(set(ids)) != len(ids):
-        raise ThinkcError("input has duplicate ids")
+        dup = next(i for k, i in enumerate(ids) if i in ids[:k])
+        raise ThinkcError(f"input has duplicate id {dup!r}: give every record its own id")
     rank, size = world()
     if size > 1:
         from thinkc.infer.shard import run_sharded
@@ -183,6 +184,7 @@ def _run_local(model, tokenizer, records, policy, settings, build_prompt, output
         built = [build_prompt(r) for _, r in todo]  # token ids, or a GistSample with a compressed prompt
         prompts = [b if isinstance(b, list) else b.input_ids.tolist() for b in built]
         metas = [None if isinstance(b, list) else b.meta for b in built]
+        warn_long_prompts(model, prompts, settings.max_new_tokens)
         by_index = {i: (r, p) for (i, r), p in zip(todo, prompts)}
         with open(output, "a", encoding="utf-8") as out:
             def finished(res):
@@ -209,6 +211,20 @@ def _run_local(model, tokenizer, records, policy, settings, build_prompt, output
         for row in ordered + extra:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     return ordered
+
+
+def warn_long_prompts(model, prompts: list[list[int]], max_new_tokens: int) -> int:
+    """One warning line when prompts plus the generation limit pass the positions the model was
+    trained for (max_position_embeddings); returns how many do."""
+    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    over = [len(p) for p in prompts if limit and len(p) + max_new_tokens > limit]
+    if over:
+        from thinkc.console import print_warning
+
+        print_warning(f"{len(over)} of {len(prompts)} prompt(s) plus --max-new-tokens {max_new_tokens} pass the "
+                      f"model's {limit:,} positions (longest prompt {max(over):,} tokens): it was never trained "
+                      "past them, so text generated there is unreliable")
+    return len(over)
 
 
 def summarize(rows: Iterable[dict]) -> dict:
