@@ -138,20 +138,30 @@ class StaticGistCache(Cache):
         No host sync and no bookkeeping: the engine owns `lengths`. Cleared by clear_write()."""
         if kv_len > self.capacity:
             raise ThinkcError(f"StaticGistCache overflow: {kv_len} slots needed, capacity {self.capacity}")
+        if rows is None:  # every row: one index_copy_ per buffer at flat rows of the [B*H*C, D] view
+            index = (self._row_heads()[:, :, None] + index[:, None, :]).reshape(-1)
         self._write = (rows, index, kv_len)
+
+    def _row_heads(self) -> torch.Tensor:
+        """[B, H]: the flat row of slot 0 of (row, head) in a buffer viewed as [B*H*capacity, D]."""
+        if getattr(self, "_heads_cap", None) != self.capacity:
+            b = torch.arange(self.batch_size_, device=self.device)[:, None] * self.kv_heads
+            self._heads = (b + torch.arange(self.kv_heads, device=self.device)[None, :]) * self.capacity
+            self._heads_cap = self.capacity
+        return self._heads
 
     def clear_write(self) -> None:
         self._write = None
 
     def _update_at(self, key_states, value_states, layer_idx: int):
         rows, index, kv_len = self._write
-        layer = self.layers[layer_idx]
-        k, v = key_states.to(self.dtype), value_states.to(self.dtype)
-        if rows is None:
-            B, H, q, D = k.shape
-            idx = index[:, None, :, None].expand(B, H, q, D)
-            layer.keys.scatter_(2, idx, k)
-            layer.values.scatter_(2, idx, v)
+        layer, D = self.layers[layer_idx], self.head_dim
+        k, v = key_states, value_states
+        if k.dtype != self.dtype:
+            k, v = k.to(self.dtype), v.to(self.dtype)
+        if rows is None:  # index: flat rows (set_write); k [B, H, q, D] flattens in the same order
+            layer.keys.view(-1, D).index_copy_(0, index, k.reshape(-1, D))
+            layer.values.view(-1, D).index_copy_(0, index, v.reshape(-1, D))
             return layer.keys[:, :, :kv_len], layer.values[:, :, :kv_len]
         heads = torch.arange(k.shape[1], device=k.device)
         where = (rows[:, None, None], heads[None, :, None], index[:, None, :])

@@ -26,18 +26,19 @@ import torch
 
 from thinkc.gist.rule import NEVER, Role
 from thinkc.infer.cache import StaticGistCache
+from thinkc.infer.plain import is_plain, plain_admitted, plain_results, plain_step
 from thinkc.infer.result import DecodeResult, force_table
 from thinkc.infer.sampling import SamplingConfig, choose_tokens, make_generator
 from thinkc.infer.state import Rows, Slots
 from thinkc.infer.recording import grow, record_fed, record_logits
-from thinkc.infer.step import GistTemplates, additive, gist_decisions, step_mask, step_queries
+from thinkc.infer.step import GistTemplates, additive, block_rest, gist_decisions, step_mask, step_queries
 from thinkc.ops.compact import ranges_from_keep_mask
 
 
 class DecodeEngine:
     def __init__(self, model, policy, *, slots: int, max_prompt: int, max_new_tokens: int, eos_ids=(),
                  sampling: SamplingConfig = SamplingConfig(), prefill_chunk: int = 512, record: bool = False,
-                 compile: bool | str = False, kv_bucket: int = 256):
+                 compile: bool | str = False, kv_bucket: int = 256, plain: bool = True):
         self.model, self.policy, self.B = model, policy, int(slots)
         self.base = model.get_decoder() if hasattr(model, "get_decoder") else model.model
         self.head = model.get_output_embeddings()
@@ -69,6 +70,9 @@ class DecodeEngine:
         self.steps = 0
         self._left = [0] * self.B
         self.kv_bucket = int(kv_bucket)
+        self.allow_plain, self.plain = plain, False  # the vanilla fast path (thinkc.infer.plain), set per run
+        self._zeros = torch.zeros(self.B, dtype=torch.long, device=self.device)
+        self._host, self._lengths, self._eos_set = {}, [0] * self.B, set(self.eos.tolist())  # plain path: host side
         self._compiled = self._compile(None if compile is True else compile) if compile else None
 
     def _ensure(self, need: int) -> None:
@@ -97,6 +101,8 @@ class DecodeEngine:
     def _model_forward(self, tokens, pos, mask, last):
         out = self.base(input_ids=tokens, position_ids=pos, attention_mask=mask, use_cache=True,
                         **{self.cache_kw: self.cache})
+        if last is None:  # a width-1 step
+            return self.head(out.last_hidden_state[:, 0]).float()
         b = torch.arange(last.shape[0], device=last.device)
         return self.head(out.last_hidden_state[b, last]).float()
 
@@ -113,6 +119,7 @@ class DecodeEngine:
         indices = list(range(len(prompts))) if indices is None else list(indices)
         self._prompts, self._indices, self._force = prompts, indices, force
         self._pmeta = list(prompt_meta) if prompt_meta is not None else [None] * len(prompts)
+        self.plain = self.allow_plain and is_plain(self, self._pmeta)
         self._out: dict[int, DecodeResult] = {}
         self._meta: dict[int, dict] = {}
         queue = deque(range(len(prompts)))
@@ -165,23 +172,19 @@ class DecodeEngine:
         vis_count[r] = lens
         self._decide(live, self._choose(full, live), vis_count,
                      compact=self.budgeted or any(m is not None for m in metas))
+        if self.plain:
+            plain_admitted(self, slots)
 
     def _retire(self, on_result) -> None:
         done = [s for s in range(self.B) if self.owner[s] is not None and self._finished[s]]
         if not done:
             return
         now = time.perf_counter()
-        r = torch.tensor(done, device=self.device)
-        R = self.rows
-        n_gen, peak, dep, comp = (t[r].cpu().tolist() for t in (R.n_gen, R.peak, R.dependency, R.compressions))
-        tokens, trace = R.tokens[r].cpu(), R.trace[r].cpu()
-        eos = set(self.eos.tolist())
-        for j, s in enumerate(done):
-            i, m, n = self.owner[s], self._meta.pop(s), n_gen[j]
-            res = DecodeResult(index=self._indices[i], tokens=tokens[j, :n].tolist(), wall_s=now - m["t0"],
-                               peak_kv=peak[j], dependency=dep[j], compressions=comp[j],
-                               kv_trace=trace[j, :n].tolist(), prompt_len=len(self._prompts[i]))
-            res.stopped_by_eos = bool(n) and res.tokens[-1] in eos
+        for s, (n, peak, dep, comp, tokens, trace) in zip(done, self._row_results(done)):
+            i, m = self.owner[s], self._meta.pop(s)
+            res = DecodeResult(index=self._indices[i], tokens=tokens, wall_s=now - m["t0"], peak_kv=peak,
+                               dependency=dep, compressions=comp, kv_trace=trace, prompt_len=len(self._prompts[i]))
+            res.stopped_by_eos = bool(n) and res.tokens[-1] in self._eos_set
             if self.record:
                 res.aug_ids, res.aug_roles, res.aug_segs = (list(x) for x in zip(*m["aug"])) if m["aug"] else ([], [], [])
                 res.logits = m["logits"]
@@ -189,6 +192,16 @@ class DecodeEngine:
             self.owner[s] = None
             if on_result:
                 on_result(res)
+
+    def _row_results(self, done: list[int]) -> list[tuple]:
+        """(generated, peak KV, dependency, compressions, tokens, kv trace) of the retiring rows."""
+        if self.plain:
+            return plain_results(self, done)
+        R, r = self.rows, torch.tensor(done, device=self.device)
+        n_gen, peak, dep, comp = (t[r].cpu().tolist() for t in (R.n_gen, R.peak, R.dependency, R.compressions))
+        tokens, trace = R.tokens[r].cpu(), R.trace[r].cpu()
+        return [(n, p, d, c, tokens[j, :n].tolist(), trace[j, :n].tolist())
+                for j, (n, p, d, c) in enumerate(zip(n_gen, peak, dep, comp))]
 
     # ---- device steps ------------------------------------------------------------------------
     def _prefill(self, r: torch.Tensor, prompts: list[list[int]], metas: list) -> torch.Tensor:
@@ -229,6 +242,8 @@ class DecodeEngine:
         a row feeds its generated token, or the next token of the gist block it is feeding. A row emits
         a new token when its feed is done: after a plain token, or after the block's [o]. Returns the
         rows that emitted."""
+        if self.plain:
+            return plain_step(self)
         R = self.rows
         kv_len = self.hi + 1
         if self._compiled is not None:  # static key length per bucket (graph capture)
@@ -244,39 +259,13 @@ class DecodeEngine:
         R.feed_ptr += live
         whole_blocks = not self.stream_blocks and any(x > 1 for x in self._left)
         if whole_blocks:
-            logits, vis_last = self._block_rest(logits, vis_last)
+            logits, vis_last = block_rest(self, logits, vis_last)
         emit = live & (R.feed_ptr >= R.feed_n)
         n_emit = self._emitting
         self._decide(emit, self._choose(logits, emit), vis_last,
                      compact=self.budgeted or self._block_ends or whole_blocks)
         self.steps += 1
         return n_emit
-
-    def _block_rest(self, logits, vis_last):
-        """bi_directional: a block's cache tokens see each other, so the rest of each block is fed in
-        one more forward of those rows alone (instead of streaming one token per step)."""
-        R = self.rows
-        r = torch.tensor([s for s, x in enumerate(self._left) if x > 1], device=self.device)
-        n_real = R.feed_n[r] - R.feed_ptr[r]
-        W = self.Wb - 1
-        kv_len = self.hi + W
-        self._ensure(kv_len)
-        ar = torch.arange(W, device=self.device)[None, :]
-        real = ar < n_real[:, None]
-        cols = (R.feed_ptr[r][:, None] + ar).clamp(max=self.Wb - 1)
-        pick = lambda t: t[r].gather(1, cols)  # noqa: E731
-        q = {"token": pick(R.feed_token), "pos": R.next_pos[r][:, None] + ar, "role": torch.where(real, pick(R.feed_role), 0),
-             "seg": R.feed_seg[r][:, None].expand(-1, W), "doc": torch.where(real, 0, -1),
-             "expire": torch.where(real, pick(R.feed_expire), NEVER)}
-        index = self.cache.lengths[r].long()[:, None] + ar
-        lg, vl = self._forward(r, q, index, kv_len, (n_real - 1).clamp(min=0), want_vis=True, rest=True)
-        self.cache.lengths[r] += n_real.to(torch.int32)
-        self.hi += W
-        R.peak[r] = torch.maximum(R.peak[r], self.cache.lengths[r].long())
-        R.next_pos[r] += n_real
-        R.feed_ptr[r] += n_real
-        logits[r], vis_last[r] = lg, vl
-        return logits, vis_last
 
     def _forward(self, r, q: dict, index, kv_len: int, last, want_vis: bool = False, prefill: bool = False,
                  rest: bool = False):
@@ -332,15 +321,16 @@ class DecodeEngine:
         R.dependency += torch.where(live, dep, 0)
         self._next_feed(live, finished, tok)
         R.active &= ~finished
-        keep = S.valid & (S.expire > R.next_pos[:, None])
+        hi = self.hi  # no row holds a key at or past hi: the rest of the slots is empty
+        keep = S.valid[:, :hi] & (S.expire[:, :hi] > R.next_pos[:, None])
         if self.budgeted:
-            extra = self.policy.keep(S.view(None, self.hi))
+            extra = self.policy.keep(S.view(None, hi))
             if extra is not None:
-                keep[:, :self.hi] &= extra
+                keep &= extra
         kept = keep.sum(1)
         R.trace.scatter_(1, at, torch.where(live[:, None], kept[:, None], R.trace.gather(1, at)))
         if compact:
-            self._compact(torch.where((live & ~finished)[:, None], keep, S.valid))
+            self._compact(torch.where((live & ~finished)[:, None], keep, S.valid[:, :hi]))
         self._sync(finished)
 
     def _next_feed(self, live, finished, tok) -> None:
@@ -366,7 +356,7 @@ class DecodeEngine:
 
     def _compact(self, keep: torch.Tensor) -> None:
         S = self.slots
-        if not bool((S.valid & ~keep).any()):
+        if not bool((S.valid[:, :keep.shape[1]] & ~keep).any()):
             return
         ranges, offsets = ranges_from_keep_mask(keep, self.cache.lengths)
         self.cache.compact(ranges, offsets, check=False)
@@ -380,6 +370,7 @@ class DecodeEngine:
         info = torch.stack([finished.long(), left, block.long(), self.cache.lengths.long()]).cpu()
         self._finished = info[0].bool().tolist()
         self._left, is_block = info[1].tolist(), info[2].tolist()
-        self.hi = int(info[3].max())
+        self._lengths = info[3].tolist()
+        self.hi = max(self._lengths)
         self._emitting = sum(1 for x in self._left if x == 1)  # rows that emit a token at the next step
         self._block_ends = any(x == 1 and b for x, b in zip(self._left, is_block))  # a block's last token comes next

@@ -63,15 +63,17 @@ class Slots:
 
     def compact(self, keep: torch.Tensor) -> None:
         """The metadata side of compact_kv: kept slots slide left in order, the rest become empty.
-        `keep` [B, C] (False beyond each row's length)."""
+        `keep` [B, n] covers slots [0, n) (False beyond each row's length); slots past n must be empty."""
+        n = keep.shape[1]
         n_keep = keep.sum(1, keepdim=True)
         order = (~keep).to(torch.int8).argsort(dim=1, stable=True)
-        live = torch.arange(keep.shape[1], device=keep.device)[None, :] < n_keep
+        live = torch.arange(n, device=keep.device)[None, :] < n_keep
         for f in SLOT_FIELDS:
-            setattr(self, f, getattr(self, f).gather(1, order))
-        self.doc.masked_fill_(~live, -1)
-        self.expire.masked_fill_(~live, NEVER)
-        self.score.masked_fill_(~live, 0.0)
+            t = getattr(self, f)
+            t[:, :n] = t[:, :n].gather(1, order)
+        self.doc[:, :n].masked_fill_(~live, -1)
+        self.expire[:, :n].masked_fill_(~live, NEVER)
+        self.score[:, :n].masked_fill_(~live, 0.0)
 
 
 class Rows:

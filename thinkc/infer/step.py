@@ -62,11 +62,15 @@ def step_queries(rows: Rows) -> tuple[dict, torch.Tensor]:
     """Query metadata [B, 1] of what each row feeds at this step: column feed_ptr of its feed (the
     generated token, then its gist block one token per step), and the bool [B] rows that feed."""
     live = rows.feed_ptr < rows.feed_n
-    at = rows.feed_ptr.clamp(max=rows.feed_token.shape[1] - 1)[:, None]
     real = live[:, None]
-    q = {"token": rows.feed_token.gather(1, at), "pos": rows.next_pos[:, None],
-         "role": torch.where(real, rows.feed_role.gather(1, at), 0), "seg": rows.feed_seg[:, None],
-         "doc": torch.where(real, 0, -1), "expire": torch.where(real, rows.feed_expire.gather(1, at), NEVER)}
+    if rows.feed_token.shape[1] == 1:  # no gist block: column 0 is the only one
+        pick = lambda t: t[:, :1]  # noqa: E731
+    else:
+        at = rows.feed_ptr.clamp(max=rows.feed_token.shape[1] - 1)[:, None]
+        pick = lambda t: t.gather(1, at)  # noqa: E731
+    q = {"token": pick(rows.feed_token), "pos": rows.next_pos[:, None],
+         "role": torch.where(real, pick(rows.feed_role), 0), "seg": rows.feed_seg[:, None],
+         "doc": real.long() - 1, "expire": torch.where(real, pick(rows.feed_expire), NEVER)}
     return q, live
 
 
@@ -115,6 +119,34 @@ def gist_decisions(rows: Rows, slots: Slots, spec, tpl: GistTemplates, live, fin
         slots.expire = torch.where(prev_o, o_pos[:, None], slots.expire)
     rows.feed_n.copy_(torch.where(compress, tpl.n[kind], 1))
     return compress
+
+
+def block_rest(engine, logits, vis_last):
+    """bi_directional: a block's cache tokens see each other, so the rest of each block is fed in
+    one more forward of those rows alone (instead of streaming one token per step); DecodeEngine's
+    step calls it after the width-1 forward. Returns the logits and visible-key counts updated."""
+    R = engine.rows
+    r = torch.tensor([s for s, x in enumerate(engine._left) if x > 1], device=engine.device)
+    n_real = R.feed_n[r] - R.feed_ptr[r]
+    W = engine.Wb - 1
+    kv_len = engine.hi + W
+    engine._ensure(kv_len)
+    ar = torch.arange(W, device=engine.device)[None, :]
+    real = ar < n_real[:, None]
+    cols = (R.feed_ptr[r][:, None] + ar).clamp(max=engine.Wb - 1)
+    pick = lambda t: t[r].gather(1, cols)  # noqa: E731
+    q = {"token": pick(R.feed_token), "pos": R.next_pos[r][:, None] + ar, "role": torch.where(real, pick(R.feed_role), 0),
+         "seg": R.feed_seg[r][:, None].expand(-1, W), "doc": torch.where(real, 0, -1),
+         "expire": torch.where(real, pick(R.feed_expire), NEVER)}
+    index = engine.cache.lengths[r].long()[:, None] + ar
+    lg, vl = engine._forward(r, q, index, kv_len, (n_real - 1).clamp(min=0), want_vis=True, rest=True)
+    engine.cache.lengths[r] += n_real.to(torch.int32)
+    engine.hi += W
+    R.peak[r] = torch.maximum(R.peak[r], engine.cache.lengths[r].long())
+    R.next_pos[r] += n_real
+    R.feed_ptr[r] += n_real
+    logits[r], vis_last[r] = lg, vl
+    return logits, vis_last
 
 
 def additive(vis: torch.Tensor, dtype) -> torch.Tensor:

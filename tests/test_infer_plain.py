@@ -1,0 +1,112 @@
+"""The engine's plain path (thinkc.infer.plain: vanilla decoding without the general step's gist,
+eviction and compaction terms) equals the general path exactly: the same tokens, the same logits bit
+for bit, every measurement; its key-padding mask equals the rule's step mask at every step; a run
+with eviction, gists or prompt metadata never takes it."""
+import random
+
+import pytest
+import torch
+
+import thinkc.infer.plain as plain
+from thinkc.infer.engine import DecodeEngine
+from thinkc.infer.policies import H2OPolicy, LightThinkerPolicy, VanillaPolicy
+from thinkc.infer.sampling import SamplingConfig
+from thinkc.models.tiny import tiny_model
+from tests.test_infer_equivalence import spec_for
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _run(model, prompts, *, fast, slots=3, max_new=24, eos=(), sampling=SamplingConfig(), compile=False):
+    eng = DecodeEngine(model, VanillaPolicy(), slots=slots, max_prompt=max(map(len, prompts)), max_new_tokens=max_new,
+                       eos_ids=eos, sampling=sampling, record=True, plain=fast, compile=compile)
+    with torch.no_grad():
+        res = eng.run(prompts)
+    assert eng.plain == fast
+    return res
+
+
+def _same(a, b, exact=True):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.tokens == y.tokens and x.stopped_by_eos == y.stopped_by_eos
+        assert (x.peak_kv, x.dependency, x.compressions, x.kv_trace) == (y.peak_kv, y.dependency, y.compressions,
+                                                                         y.kv_trace)
+        assert x.aug_ids == y.aug_ids and x.aug_roles == y.aug_roles and x.aug_segs == y.aug_segs
+        assert [i for i, _ in x.logits] == [j for j, _ in y.logits]
+        for (_, la), (_, lb) in zip(x.logits, y.logits):
+            if exact:
+                assert torch.equal(la, lb)
+            else:
+                torch.testing.assert_close(la, lb, atol=1e-4, rtol=1e-5)  # key buckets: other SDPA tiling
+
+
+def _lively(model):
+    """Scaled-up random weights: varied tokens (a fresh tiny model repeats one token), so EOS ends
+    rows at different steps."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(8)
+    return model
+
+
+def _prompts(seed, lens, vocab=250):
+    rng = random.Random(seed)
+    return [[rng.randrange(3, vocab) for _ in range(n)] for n in lens]
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "llama"])
+def test_plain_path_equals_general_path(arch):
+    model = _lively(tiny_model(arch, vocab_size=256))
+    prompts = _prompts(1, [5, 17, 3, 9, 12, 4, 8])
+    free = _run(model, prompts[:1], fast=False, slots=1)[0].tokens
+    eos = [free[5], free[11]]  # rows end at different steps: slots are refilled mid-run
+    fast = _run(model, prompts, fast=True, eos=eos)
+    assert len({len(r.tokens) for r in fast}) > 1
+    _same(fast, _run(model, prompts, fast=False, eos=eos))
+    sampled = SamplingConfig(temperature=0.9, top_p=0.9, seed=3)
+    _same(_run(model, prompts, fast=True, eos=eos, sampling=sampled),
+          _run(model, prompts, fast=False, eos=eos, sampling=sampled))
+
+
+def test_plain_mask_is_the_rule():
+    """At every step the plain path's mask equals the general path's (the rule, thinkc.gist.rule.visible
+    over the slot metadata, as an additive mask), rows that do not feed included."""
+    model = _lively(tiny_model("qwen2", vocab_size=256))
+    prompts = _prompts(2, [6, 2, 11])
+    free = _run(model, prompts[:1], fast=True, slots=1)[0].tokens
+    masks = {}
+    for fast in (True, False):
+        engine = DecodeEngine(model, VanillaPolicy(), slots=2, max_prompt=11, max_new_tokens=20, eos_ids=[free[4]],
+                              plain=fast)
+        seen, forward = masks.setdefault(fast, []), engine._model_forward
+
+        def spy(tokens, pos, mask, last, seen=seen, forward=forward):
+            if tokens.shape == (2, 1):  # a decode step (prompts are longer than one token)
+                seen.append(mask.clone())
+            return forward(tokens, pos, mask, last)
+
+        engine._model_forward = spy
+        with torch.no_grad():
+            engine.run(prompts)
+    assert len(masks[True]) == len(masks[False]) > 10
+    for a, b in zip(masks[True], masks[False]):
+        assert torch.equal(a, b)
+    low = torch.finfo(torch.float32).min  # steps where a row does not feed (it sees nothing) happened
+    assert any(bool((m[:, 0, 0] == low).all(-1).any()) for m in masks[True])
+
+
+def test_compiled_plain_step_equals_eager():
+    model = _lively(tiny_model("qwen2", vocab_size=256, num_hidden_layers=1))
+    prompts = _prompts(3, [5, 9, 7])
+    _same(_run(model, prompts, fast=True, max_new=12, compile="aot_eager"), _run(model, prompts, fast=True, max_new=12),
+          exact=False)
+
+
+def test_only_vanilla_runs_take_the_plain_path():
+    model = tiny_model("qwen2", vocab_size=256)
+    kw = dict(slots=2, max_prompt=8, max_new_tokens=4)
+    assert plain.is_plain(DecodeEngine(model, VanillaPolicy(), **kw), [None])
+    assert not plain.is_plain(DecodeEngine(model, VanillaPolicy(), **kw), [object()])  # prompt metadata
+    assert not plain.is_plain(DecodeEngine(model, H2OPolicy(budget=6), **kw), [None])
+    assert not plain.is_plain(DecodeEngine(model, LightThinkerPolicy(spec_for(256)), **kw), [None])
