@@ -134,11 +134,12 @@ def _one_r1(rng: random.Random, idx: str, min_steps: int, max_steps: int, filler
     start, ops = r1.ops(rng, steps, max_value, max_factor)
     phrases = [r1.phrase(op, b, items, rng) for op, b in ops]
     question = r1.question_text(name, pron, items, start, phrases)
+    quotes = r1.op_sentences(name, pron, phrases)
 
     thoughts, cur, trail = [], start, []
-    for k, ((op, b), p) in enumerate(zip(ops, phrases), 1):
+    for k, ((op, b), q) in enumerate(zip(ops, quotes), 1):
         nxt = _apply(cur, op, b)
-        thoughts.append((r1.compute_thought(k, (name, pron), items, p, cur, op, b, nxt, rng), "compute"))
+        thoughts.append((r1.compute_thought(k, name, items, q, cur, op, b, nxt, rng), "compute"))
         trail.append((cur, op, b, nxt))
         cur = nxt
     thoughts.append((f"All {steps} steps are done. So {name} has {cur} {items} now.", "compute"))

@@ -17,7 +17,7 @@ MUL_WORD = {2: "doubles the {items}", 3: "triples the {items}"}
 ADD = ["buys {b} more", "finds {b} more", "gets {b} more"]
 SUB = ["gives away {b}", "loses {b}", "sells {b}"]
 ORDINALS = ["First", "Then", "Next", "After that", "Later", "Then", "Next", "After that"]
-STEP_LEAD = ["Step {k}: {phrase}.", "Now step {k}: {phrase}.", "Okay, step {k}: {phrase}."]
+STEP_LEAD = ["Step {k}: {quote}", "Now step {k}: {quote}", "Okay, step {k}: {quote}"]  # quote: the question's sentence
 VERIFY = ["Let me verify: {c} {inv} {b} = {a}. Correct.", "Check: {c} {inv} {b} = {a}, which matches."]
 FILLER_SENTENCES = [
     "Hmm, let me double-check that. {a} {op} {b} is {c}, yes.",
@@ -122,13 +122,12 @@ def mul_lines(a: int, k: int) -> list[str]:
 COLUMN_WORK = {"+": add_lines, "-": sub_lines, "*": mul_lines}
 
 
-def compute_thought(k: int, who: tuple[str, str], items: str, phr: str, a: int, op: str, b: int, c: int,
+def compute_thought(k: int, name: str, items: str, quote: str, a: int, op: str, b: int, c: int,
                     rng: random.Random) -> str:
-    """One step worked out at length: restate, column work, result, often a verification.
-    `who`: (name, pronoun)."""
-    name, pron = who
-    subject = name if rng.random() < 0.5 else pron.capitalize()
-    lines = [rng.choice(STEP_LEAD).format(k=k, phrase=f"{subject} {phr}")]
+    """One step worked out at length: the question's sentence for it quoted word for word, then
+    restate, column work, result, often a verification. Quoting (rather than paraphrasing) keeps
+    finding the step a copy of what follows the previous step's sentence in the question."""
+    lines = [rng.choice(STEP_LEAD).format(k=k, quote=quote)]
     lines.append(f"{name} has {a} {items} before this, so I need {a} {SYMBOL[op]} {b}.")
     lines += COLUMN_WORK[op](a, b)
     lines.append(f"So {a} {SYMBOL[op]} {b} = {c}.")
@@ -149,14 +148,19 @@ def filler_thought(rng: random.Random, done: tuple | None, name: str, items: str
     return " ".join(p.format(a=a, op=SYMBOL[op], b=b, c=c, name=name, items=items) for p in picks)
 
 
-def question_text(name: str, pron: str, items: str, start: int, phrases: list[str]) -> str:
-    sentences = [f"{name} has {start} {items}."]
+def op_sentences(name: str, pron: str, phrases: list[str]) -> list[str]:
+    """The question's sentence for each operation ("Then, he loses 59.")."""
+    out = []
     for i, p in enumerate(phrases):
         who = name if i == 0 else pron
         lead = "Finally" if i == len(phrases) - 1 and i > 0 else ORDINALS[i % len(ORDINALS)]
-        sentences.append(f"{lead}, {who} {p}.")
-    sentences.append(f"How many {items} does {name} have now?")
-    return " ".join(sentences)
+        out.append(f"{lead}, {who} {p}.")
+    return out
+
+
+def question_text(name: str, pron: str, items: str, start: int, phrases: list[str]) -> str:
+    return " ".join([f"{name} has {start} {items}.", *op_sentences(name, pron, phrases),
+                     f"How many {items} does {name} have now?"])
 
 
 DRILL_QUESTION = "Practice: work out each calculation column by column."
