@@ -140,6 +140,10 @@ def decode(model: str = typer.Option("smollm2", help="Model: local folder, smoll
            compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="Also time the compiled step "
                                                   "(CUDA graphs; default: on CUDA)."),
            repeats: int = typer.Option(1, min=1, help="Timed repeats, entry order rotated (median is reported)."),
+           eos: bool = typer.Option(False, "--eos/--no-eos", help="Rows stop at EOS (up to --new-tokens; synth "
+                                    "prompts, thinkc entries only)."),
+           vanilla_model: Optional[str] = typer.Option(None, help="Also decode vanilla with this checkpoint on the "
+                                                       "same task prompts (synth), e.g. tiny-sft."),
            device: Optional[str] = DEVICE,
            json: Optional[Path] = JSON):
     """Decode tokens/s side by side: thinkc (vanilla, lightthinker, h2o) vs HF generate (dynamic, static),
@@ -148,6 +152,8 @@ def decode(model: str = typer.Option("smollm2", help="Model: local folder, smoll
 
     if prompts not in ("random", "synth"):
         raise ThinkcError(f"--prompts {prompts!r}: choose random or synth")
+    if (eos or vanilla_model) and prompts != "synth":
+        raise ThinkcError("--eos and --vanilla-model need --prompts synth")
     bad = [b for b in baselines or () if b not in BASELINES]
     if bad:
         raise ThinkcError(f"--baseline {bad[0]!r}: choose from {', '.join(BASELINES)}")
@@ -155,7 +161,7 @@ def decode(model: str = typer.Option("smollm2", help="Model: local folder, smoll
     rows = run_decode_bench(model, methods=tuple(methods), batch_sizes=tuple(batch_sizes),
                             max_new_tokens=max_new_tokens, compress_every=compress_every, device=dev,
                             prompt_len=prompt_len, baselines=baselines, prompts=prompts, repeats=repeats,
-                            compile=compile)
+                            compile=compile, eos=eos, vanilla_model=vanilla_model)
     _finish("decode", dev, rows, json)
 
 
@@ -165,6 +171,7 @@ def batching(model: str = typer.Option("tiny-sft", help="Model (a checkpoint wit
              batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Decode slots."),
              max_new_tokens: int = typer.Option(512, "--new-tokens", "--max-new-tokens", min=1, help="Generation limit."),
              method: str = typer.Option("vanilla", help="Cache policy."),
+             repeats: int = typer.Option(1, min=1, help="Timed repeats, order alternating (median is reported)."),
              device: Optional[str] = DEVICE,
              json: Optional[Path] = JSON):
     """thinkc infer's scheduling: fixed batches vs continuous batching on the same problems (same tokens)."""
@@ -172,7 +179,7 @@ def batching(model: str = typer.Option("tiny-sft", help="Model (a checkpoint wit
 
     dev = _device(device)
     rows = run_batching_bench(model, n=n, batch_size=batch_size, max_new_tokens=max_new_tokens, method=method,
-                              device=dev)
+                              device=dev, repeats=repeats)
     _finish("batching", dev, rows, json)
 
 

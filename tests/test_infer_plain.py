@@ -1,7 +1,8 @@
-"""The engine's plain path (thinkc.infer.plain: vanilla decoding without the general step's gist,
-eviction and compaction terms) equals the general path exactly: the same tokens, the same logits bit
-for bit, every measurement; its key-padding mask equals the rule's step mask at every step; a run
-with eviction, gists or prompt metadata never takes it."""
+"""The engine's fast paths equal the general path exactly (the same tokens, the same logits bit for
+bit, every measurement): the plain path (thinkc.infer.plain: vanilla decoding without the general
+step's gist, eviction and compaction terms), whose key-padding mask equals the rule's step mask at
+every step and which a run with eviction, gists or prompt metadata never takes; and the CPU shortcut
+of gist decisions when no row compresses."""
 import random
 
 import pytest
@@ -17,12 +18,13 @@ from tests.test_infer_equivalence import spec_for
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _run(model, prompts, *, fast, slots=3, max_new=24, eos=(), sampling=SamplingConfig(), compile=False):
-    eng = DecodeEngine(model, VanillaPolicy(), slots=slots, max_prompt=max(map(len, prompts)), max_new_tokens=max_new,
-                       eos_ids=eos, sampling=sampling, record=True, plain=fast, compile=compile)
+def _run(model, prompts, *, fast, slots=3, max_new=24, eos=(), sampling=SamplingConfig(), compile=False,
+         policy=None, force=None):
+    eng = DecodeEngine(model, policy or VanillaPolicy(), slots=slots, max_prompt=max(map(len, prompts)),
+                       max_new_tokens=max_new, eos_ids=eos, sampling=sampling, record=True, plain=fast, compile=compile)
     with torch.no_grad():
-        res = eng.run(prompts)
-    assert eng.plain == fast
+        res = eng.run(prompts, force=force)
+    assert eng.plain == (fast and policy is None) and eng.may_sync == fast
     return res
 
 
@@ -110,3 +112,17 @@ def test_only_vanilla_runs_take_the_plain_path():
     assert not plain.is_plain(DecodeEngine(model, VanillaPolicy(), **kw), [object()])  # prompt metadata
     assert not plain.is_plain(DecodeEngine(model, H2OPolicy(budget=6), **kw), [None])
     assert not plain.is_plain(DecodeEngine(model, LightThinkerPolicy(spec_for(256)), **kw), [None])
+
+
+def test_gist_shortcut_equals_general_path():
+    """LightThinker on CPU: gist decisions skip their block writes when no row compresses (a host
+    read); the same tokens, logits bit for bit and measurements as the general code."""
+    model = _lively(tiny_model("qwen2", vocab_size=256))
+    prompts = _prompts(4, [5, 13, 3, 9, 7])
+    policy = LightThinkerPolicy(spec_for(256))
+    force = {i: {3, 7 + i, 15} for i in range(len(prompts))}
+    free = _run(model, prompts[:1], fast=False, slots=1, policy=policy, force=force)[0].tokens
+    kw = dict(policy=policy, force=force, eos=[free[9]], max_new=20)
+    fast = _run(model, prompts, fast=True, **kw)
+    assert sum(r.compressions for r in fast) >= len(prompts)
+    _same(fast, _run(model, prompts, fast=False, **kw))

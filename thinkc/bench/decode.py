@@ -3,6 +3,9 @@ cache policy (eager, and with the compiled / CUDA-graph step), HF `generate` (dy
 cache), the raw forward-loop floor, and the bandwidth roofline on CUDA. Same model, same prompts,
 greedy, no EOS (every row generates exactly `max_new_tokens`); each entry is warmed up with the
 exact shapes it is timed with, the entry order rotates between repeats, medians are reported.
+`eos`: rows stop at the model's EOS instead (up to `max_new_tokens`; thinkc entries only, tokens/s
+counts the tokens each row generated); `vanilla_model` adds vanilla decoding with another checkpoint
+on the same task prompts (in its own prompt layout), e.g. tiny-sft beside tiny-lightthinker.
 
 Prompts: "random" token ids of `prompt_len` (LightThinker compressions forced every
 `compress_every` tokens with gist ids from the top of the vocabulary: on a model not trained for
@@ -75,23 +78,24 @@ def _prompts(kind: str, n: int, prompt_len: int, tokenizer, model_name, top: int
     return [build_prompt(r.to_dict(), tokenizer, cfg) for r in test]
 
 
-def _thinkc_runner(model, prompts, method, spec, trained, new, compress_every, budget, compile):
+def _thinkc_runner(model, prompts, method, spec, trained, new, compress_every, budget, compile, eos=()):
     from thinkc.infer.loop import decode
 
     policy = make_policy(method, spec=spec, budget=budget)
     force = compress_every if (method in ("lightthinker", "anllm") and not trained and compress_every) else None
 
     def run():
-        res = decode(model, prompts, policy, max_new_tokens=new, force_compress=force, compile=compile)
+        res = decode(model, prompts, policy, max_new_tokens=new, force_compress=force, compile=compile, eos_ids=eos)
         return (sum(len(r.tokens) for r in res), max(r.peak_kv for r in res), max(r.kv_trace[-1] for r in res),
                 max(r.compressions for r in res))
     return run
 
 
-def _entries(model, prompts, methods, baselines, spec, trained, new, compress_every, budget, compile_too):
+def _entries(model, prompts, methods, baselines, spec, trained, new, compress_every, budget, compile_too, eos=()):
     entries = {}
     for m in methods:
-        entries[f"thinkc {m}"] = _thinkc_runner(model, prompts, m, spec, trained, new, compress_every, budget, False)
+        entries[f"thinkc {m}"] = _thinkc_runner(model, prompts, m, spec, trained, new, compress_every, budget, False,
+                                                eos)
         if compile_too and m != "h2o":
             entries[f"thinkc {m} (graphs)"] = _thinkc_runner(model, prompts, m, spec, trained, new, compress_every,
                                                             budget, True)
@@ -108,28 +112,38 @@ def _entries(model, prompts, methods, baselines, spec, trained, new, compress_ev
 def run_decode_bench(model="smollm2", methods=("vanilla", "lightthinker", "h2o"), batch_sizes=(1, 8),
                      max_new_tokens: int = 256, compress_every: int = 64, device: str = "cpu",
                      prompt_len: int = 128, h2o_budget: int | None = None, n_cache: int = 9, seed: int = 0,
-                     baselines=None, prompts: str = "random", repeats: int = 1, compile: bool | None = None) -> list[dict]:
+                     baselines=None, prompts: str = "random", repeats: int = 1, compile: bool | None = None,
+                     eos: bool = False, vanilla_model: str | None = None) -> list[dict]:
     """One row per (entry, batch size): tokens/s (generated tokens of all rows / wall seconds, median
     over repeats), peak KV (largest cache length of any row, transient gist block included), final
     KV, compressions, and on CUDA the share of the bandwidth roofline. `h2o_budget` defaults to half
     of prompt + generated tokens so that eviction really happens. `compile` (default: on CUDA) adds
     the compiled step of each thinkc method; `baselines` default: all on CUDA, hf-dynamic and the
-    forward loop on CPU (static-cache generate is only compiled by transformers on CUDA)."""
+    forward loop on CPU (static-cache generate is only compiled by transformers on CUDA). `eos`,
+    `vanilla_model`: see the module docstring."""
+    if (eos or vanilla_model) and prompts != "synth":
+        raise ValueError("eos and vanilla_model need the task's prompts (prompts='synth')")
     model_obj, label, tok = _load(model, device)
     vocab = model_obj.get_input_embeddings().weight.shape[0]
     spec, trained = _gist_spec(model, tok, vocab, n_cache)
     budget = h2o_budget or (prompt_len + max_new_tokens) // 2
     cuda = device.startswith("cuda")
     baselines = tuple(BASELINES if cuda else ("hf-dynamic", "forward-loop")) if baselines is None else tuple(baselines)
+    baselines = () if eos else baselines
+    other = _load(vanilla_model, device) if vanilla_model else None
     compile_too = cuda if compile is None else compile
     bandwidth = device_bandwidth(device)
     rows = []
     for bs in batch_sizes:
         ps = _prompts(prompts, bs, prompt_len, tok, model, spec.trigger_id or vocab - 16, seed)
         entries = _entries(model_obj, ps, methods, baselines, spec, trained, max_new_tokens, compress_every,
-                           budget, compile_too)
+                           budget, compile_too, _eos(tok) if eos else ())
+        if other is not None:
+            ops = _prompts(prompts, bs, prompt_len, other[2], vanilla_model, 0, seed)
+            entries[f"thinkc vanilla ({vanilla_model})"] = _thinkc_runner(
+                other[0], ops, "vanilla", None, False, max_new_tokens, 0, None, False, _eos(other[2]) if eos else ())
         rows += _time_entries(entries, repeats, device, dict(model=label, batch=bs, prompt_len=max(map(len, ps)),
-                                                             new_tokens=max_new_tokens, prompts=prompts))
+                                                             new_tokens=max_new_tokens, prompts=prompts, eos=eos))
         roof = roofline_tokens_per_s(model_obj, bs, bandwidth)
         for r in rows[-len(entries):]:
             r["roofline_share"] = round(r["tokens_per_s"] / roof, 3) if roof else None
@@ -139,6 +153,12 @@ def run_decode_bench(model="smollm2", methods=("vanilla", "lightthinker", "h2o")
                          "peak_kv": None, "final_kv": None, "compressions": None, "roofline_share": 1.0,
                          "budget": None})
     return rows
+
+
+def _eos(tokenizer) -> list[int]:
+    from thinkc.infer.run import eos_ids
+
+    return eos_ids(tokenizer)
 
 
 def _time_entries(entries: dict, repeats: int, device: str, common: dict) -> list[dict]:
@@ -159,16 +179,19 @@ def _time_entries(entries: dict, repeats: int, device: str, common: dict) -> lis
     for name in names:
         n_tok, peak, final, comp = out[name]
         wall = statistics.median(times[name])
-        rows.append({**common, "method": name, "tokens_per_s": n_tok / wall, "wall_s": wall, "peak_kv": peak,
+        rows.append({**common, "method": name, "tokens": n_tok, "tokens_per_s": n_tok / wall, "wall_s": wall, "peak_kv": peak,
                      "final_kv": final, "compressions": comp})
     return rows
 
 
 def run_batching_bench(model="tiny-sft", n: int = 200, batch_size: int = 8, max_new_tokens: int = 512,
-                       method: str = "vanilla", device: str = "cpu", seed: int = 0) -> list[dict]:
+                       method: str = "vanilla", device: str = "cpu", seed: int = 0, repeats: int = 1) -> list[dict]:
     """`thinkc infer`'s scheduling on the synthetic test problems, with EOS (ragged lengths): fixed
     batches (each batch decoded until its longest row ends, the old loop) vs continuous batching
-    (a finished row's slot takes the next problem at once). Both give the same tokens (checked)."""
+    (a finished row's slot takes the next problem at once). Both give the same tokens (checked).
+    Medians over `repeats`, the order alternating. `fixed_slot_use`: generated tokens / the slot-steps
+    fixed batches pay (each batch runs as long as its longest row): the share of the fixed schedule's
+    work that produces tokens, so 1 - fixed_slot_use bounds what continuous batching can save."""
     from thinkc.infer.loop import decode
     from thinkc.infer.run import eos_ids
 
@@ -188,18 +211,28 @@ def run_batching_bench(model="tiny-sft", n: int = 200, batch_size: int = 8, max_
         return decode(model_obj, prompts, policy, batch_size=batch_size, **kw)
 
     decode(model_obj, prompts[:batch_size], policy, max_new_tokens=4)  # warm-up
-    rows, tokens = [], {}
-    for name, fn in (("fixed batches", fixed), ("continuous batching", continuous)):
-        t0 = time.perf_counter()
-        res = fn()
-        sync(device)
-        wall = time.perf_counter() - t0
-        tokens[name] = [r.tokens for r in res]
-        n_tok = sum(len(t) for t in tokens[name])
+    fns = {"fixed batches": fixed, "continuous batching": continuous}
+    times, out = {k: [] for k in fns}, {}
+    for rep in range(max(1, repeats)):
+        names = list(fns)[rep % 2:] + list(fns)[:rep % 2]  # the order alternates between repeats
+        for name in names:
+            t0 = time.perf_counter()
+            out[name] = fns[name]()
+            sync(device)
+            times[name].append(time.perf_counter() - t0)
+    tokens = {name: [r.tokens for r in res] for name, res in out.items()}
+    lens = [len(t) for t in tokens["continuous batching"]]
+    # the slot-steps fixed batches pay: every batch runs until its longest row ends
+    fixed_steps = sum(max(lens[i:i + batch_size]) * len(lens[i:i + batch_size]) for i in range(0, n, batch_size))
+    rows = []
+    for name in fns:
+        wall = statistics.median(times[name])
         rows.append({"model": label, "method": method, "samples": n, "slots": batch_size, "schedule": name,
-                     "wall_s": wall, "tokens": n_tok, "tokens_per_s": n_tok / wall})
-    same = tokens["fixed batches"] == tokens["continuous batching"]
+                     "wall_s": wall, "tokens": sum(lens), "tokens_per_s": sum(lens) / wall,
+                     "mean_tokens": round(sum(lens) / n, 1), "max_tokens": max(lens),
+                     "stopped_by_eos": sum(r.stopped_by_eos for r in out[name]),
+                     "fixed_slot_use": round(sum(lens) / fixed_steps, 3),
+                     "same_tokens": tokens["fixed batches"] == tokens["continuous batching"]})
     for r in rows:
-        r["same_tokens"] = same
         r["time_vs_fixed"] = round(r["wall_s"] / rows[0]["wall_s"], 3)
     return rows

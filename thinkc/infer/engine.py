@@ -71,6 +71,7 @@ class DecodeEngine:
         self._left = [0] * self.B
         self.kv_bucket = int(kv_bucket)
         self.allow_plain, self.plain = plain, False  # the vanilla fast path (thinkc.infer.plain), set per run
+        self.may_sync = plain and self.device.type == "cpu"  # a host read mid-step costs nothing on CPU
         self._zeros = torch.zeros(self.B, dtype=torch.long, device=self.device)
         self._host, self._lengths, self._eos_set = {}, [0] * self.B, set(self.eos.tolist())  # plain path: host side
         self._compiled = self._compile(None if compile is True else compile) if compile else None
@@ -251,7 +252,7 @@ class DecodeEngine:
         self._ensure(kv_len)
         q, live = step_queries(R)
         index = self.cache.lengths.long()[:, None]
-        logits, vis_last = self._forward(None, q, index, kv_len, torch.zeros_like(R.feed_n), want_vis=True)
+        logits, vis_last = self._forward(None, q, index, kv_len, None, want_vis=True)  # width 1: last = 0
         self.cache.lengths += live.to(torch.int32)
         self.hi += 1
         R.peak = torch.where(live, torch.maximum(R.peak, self.cache.lengths.long()), R.peak)
@@ -269,7 +270,8 @@ class DecodeEngine:
 
     def _forward(self, r, q: dict, index, kv_len: int, last, want_vis: bool = False, prefill: bool = False,
                  rest: bool = False):
-        """Write q's metadata, build the rule's mask, run the model on the cache; logits at `last`."""
+        """Write q's metadata, build the rule's mask, run the model on the cache; logits at `last`
+        (None: a width-1 step)."""
         self.slots.write(r, index, q)
         vis = step_mask(self.slots, q, r, kv_len, self.policy.flags)
         if self.record:
@@ -287,11 +289,12 @@ class DecodeEngine:
                 self.slots.score[:, :kv_len] += self.sink.acc
             else:
                 self.slots.score[r, :kv_len] += self.sink.acc
-        b = torch.arange(last.shape[0], device=self.device)
         if self.record and not prefill:
-            record_logits(self, r, q, last, logits, rest)
+            record_logits(self, r, q, self._zeros if last is None else last, logits, rest)
         if want_vis:
-            return logits, vis[b, last].sum(-1)
+            if last is None:
+                return logits, vis[:, 0].sum(-1)
+            return logits, vis[torch.arange(last.shape[0], device=self.device), last].sum(-1)
         return logits
 
     def _choose(self, logits: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
@@ -311,7 +314,8 @@ class DecodeEngine:
         R.n_gen += live
         at = (R.n_gen - 1).clamp(min=0)[:, None]
         R.tokens.scatter_(1, at, torch.where(live[:, None], tok[:, None], R.tokens.gather(1, at)))
-        R.recent = torch.where(live[:, None], torch.cat([R.recent[:, 1:], tok[:, None]], 1), R.recent)
+        if self.tpl is not None and self.spec.level == "token":  # read by token-level gist decisions only
+            R.recent = torch.where(live[:, None], torch.cat([R.recent[:, 1:], tok[:, None]], 1), R.recent)
         finished = live & (torch.isin(tok, self.eos) | (R.n_gen >= self.max_new))
         R.thought_len += live
         if self.tpl is not None:  # the original's dependency: prompt + current thought + (n+1) x compressions
@@ -338,7 +342,7 @@ class DecodeEngine:
         old = (R.feed_token.clone(), R.feed_role.clone(), R.feed_expire.clone(), R.feed_n.clone())
         if self.tpl is not None:
             compress = gist_decisions(R, self.slots, self.spec, self.tpl, live, finished, tok,
-                                      self.policy.exclude_continue)
+                                      self.policy.exclude_continue, self.may_sync)
             R.feed_seg = torch.where(live, R.seg, R.feed_seg)
             R.seg += compress
             R.thought_len = torch.where(compress, 0, R.thought_len)

@@ -81,9 +81,10 @@ def step_mask(slots: Slots, q: dict, rows_idx, kv_len: int, flags) -> torch.Tens
 
 
 def gist_decisions(rows: Rows, slots: Slots, spec, tpl: GistTemplates, live, finished, tok,
-                   exclude_continue: bool) -> torch.Tensor:
+                   exclude_continue: bool, may_sync: bool = False) -> torch.Tensor:
     """Which rows end a thought now; writes their gist block into feed_* and the thought's expiry
-    into the slots. Returns the bool [B] `compress`."""
+    into the slots. Returns the bool [B] `compress`. `may_sync` (CPU, where a host read costs
+    nothing): when no row compresses, write what the general code writes for that case directly."""
     if spec.level == "token":
         close = torch.as_tensor(spec.close_ids, device=tok.device)
         if close.numel():
@@ -97,6 +98,9 @@ def gist_decisions(rows: Rows, slots: Slots, spec, tpl: GistTemplates, live, fin
             ends = tok == spec.cache_ids[0]
     forced = rows.force.gather(1, rows.n_gen.clamp(max=rows.force.shape[1] - 1)[:, None])[:, 0]
     compress = live & ~finished & (ends | forced)
+    if may_sync and not bool(compress.any()):
+        _plain_feed(rows, tok, torch.where(is_trigger, int(Role.TRIGGER), int(Role.THOUGHT)))
+        return compress
     if spec.anchor_generated:
         kind = torch.where(compress, torch.where(ends, 1, 2), 0)
     else:
@@ -119,6 +123,16 @@ def gist_decisions(rows: Rows, slots: Slots, spec, tpl: GistTemplates, live, fin
         slots.expire = torch.where(prev_o, o_pos[:, None], slots.expire)
     rows.feed_n.copy_(torch.where(compress, tpl.n[kind], 1))
     return compress
+
+
+def _plain_feed(rows: Rows, tok, role0) -> None:
+    """gist_decisions' writes when no row compresses (every row's template is kind 0: the token alone)."""
+    rows.feed_token.zero_()
+    rows.feed_token[:, 0] = tok
+    rows.feed_role.fill_(int(Role.PAD))
+    rows.feed_role[:, 0] = role0
+    rows.feed_expire.fill_(NEVER)
+    rows.feed_n.fill_(1)
 
 
 def block_rest(engine, logits, vis_last):
