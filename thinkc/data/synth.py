@@ -25,7 +25,6 @@ from thinkc.data.schema import Record
 NAMES = [("Tom", "he"), ("Anna", "she"), ("Ben", "he"), ("Lily", "she"), ("Sam", "he"), ("Mia", "she"),
          ("Max", "he"), ("Emma", "she"), ("Leo", "he"), ("Zoe", "she")]
 ITEMS = ["apples", "pencils", "books", "coins", "marbles", "cookies", "stickers", "cards"]
-ORDINALS = ["First", "Then", "Next", "After that", "Later", "Then", "Next", "After that"]
 ADD = ["buys {b} more", "finds {b} more", "gets {b} more"]
 SUB = ["gives away {b}", "loses {b}", "sells {b}"]
 MUL = {2: "doubles the {items}", 3: "triples the {items}"}

@@ -16,7 +16,6 @@ INVERSE = {"+": "-", "-": "+", "*": "/"}
 MUL_WORD = {2: "doubles the {items}", 3: "triples the {items}"}
 ADD = ["buys {b} more", "finds {b} more", "gets {b} more"]
 SUB = ["gives away {b}", "loses {b}", "sells {b}"]
-ORDINALS = ["First", "Then", "Next", "After that", "Later", "Then", "Next", "After that"]
 STEP_LEAD = ["Step {k}: {quote}", "Now step {k}: {quote}", "Okay, step {k}: {quote}"]  # quote: the question's sentence
 VERIFY = ["Let me verify: {c} {inv} {b} = {a}. Correct.", "Check: {c} {inv} {b} = {a}, which matches."]
 FILLER_SENTENCES = [
@@ -148,14 +147,14 @@ def filler_thought(rng: random.Random, done: tuple | None, name: str, items: str
     return " ".join(p.format(a=a, op=SYMBOL[op], b=b, c=c, name=name, items=items) for p in picks)
 
 
+ADVERBS = ["first", "then", "next", "later", "afterwards", "lastly", "after that", "at the end"]
+
+
 def op_sentences(name: str, pron: str, phrases: list[str]) -> list[str]:
-    """The question's sentence for each operation ("Then, he loses 59.")."""
-    out = []
-    for i, p in enumerate(phrases):
-        who = name if i == 0 else pron
-        lead = "Finally" if i == len(phrases) - 1 and i > 0 else ORDINALS[i % len(ORDINALS)]
-        out.append(f"{lead}, {who} {p}.")
-    return out
+    """The question's sentence for each operation ("She then loses 59."). The adverb names the
+    step's place (one per index, whatever the number of steps) and sits right before the verb, so a
+    step's lead ("Step 2: She then loses 59.") is a copy of what follows that adverb in the question."""
+    return [f"{pron.capitalize()} {ADVERBS[i % len(ADVERBS)]} {p}." for i, p in enumerate(phrases)]
 
 
 def question_text(name: str, pron: str, items: str, start: int, phrases: list[str]) -> str:
