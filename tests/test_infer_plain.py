@@ -1,8 +1,8 @@
 """The engine's fast paths equal the general path exactly (the same tokens, the same logits bit for
 bit, every measurement): the plain path (thinkc.infer.plain: vanilla decoding without the general
 step's gist, eviction and compaction terms), whose key-padding mask equals the rule's step mask at
-every step and which a run with eviction, gists or prompt metadata never takes; and the CPU shortcut
-of gist decisions when no row compresses."""
+every step and which a run with eviction, gists or prompt metadata never takes; and the host-driven
+gist path (thinkc.infer.gistpath: LightThinker), whose mask, the [o] steps included, equals the rule's."""
 import random
 
 import pytest
@@ -25,6 +25,7 @@ def _run(model, prompts, *, fast, slots=3, max_new=24, eos=(), sampling=Sampling
     with torch.no_grad():
         res = eng.run(prompts, force=force)
     assert eng.plain == (fast and policy is None) and eng.may_sync == fast
+    assert eng.gistfast == (fast and policy is not None and policy.spec.level == "thought")
     return res
 
 
@@ -114,15 +115,67 @@ def test_only_vanilla_runs_take_the_plain_path():
     assert not plain.is_plain(DecodeEngine(model, LightThinkerPolicy(spec_for(256)), **kw), [None])
 
 
-def test_gist_shortcut_equals_general_path():
-    """LightThinker on CPU: gist decisions skip their block writes when no row compresses (a host
-    read); the same tokens, logits bit for bit and measurements as the general code."""
+def _gist_case(variant):
+    """A lively model, prompts, a LightThinker spec whose trigger is a token the model generates
+    (thoughts end by the trigger and by forced ends), forced ends and EOS ending rows mid-run."""
+    from dataclasses import replace
+
     model = _lively(tiny_model("qwen2", vocab_size=256))
     prompts = _prompts(4, [5, 13, 3, 9, 7])
-    policy = LightThinkerPolicy(spec_for(256))
-    force = {i: {3, 7 + i, 15} for i in range(len(prompts))}
-    free = _run(model, prompts[:1], fast=False, slots=1, policy=policy, force=force)[0].tokens
-    kw = dict(policy=policy, force=force, eos=[free[9]], max_new=20)
+    free = _run(model, prompts[:1], fast=False, slots=1, max_new=30)[0].tokens
+    spec = replace(spec_for(256), trigger_id=free[4])
+    if variant == "no [o]":
+        spec = replace(spec, output_id=None)
+    elif variant == "instruction":
+        spec = replace(spec, instr_ids=(7, 8))
+    force = {i: {3, 4, 7 + i, 15} for i in range(len(prompts))}  # 4: a block ends and the next one starts at once
+    return model, prompts, LightThinkerPolicy(spec), force, [free[11], free[17]]
+
+
+@pytest.mark.parametrize("variant", ["[o]", "no [o]", "instruction"])
+def test_gist_path_equals_general_path(variant):
+    """LightThinker through the host-driven gist path (thinkc.infer.gistpath) gives the general
+    path's tokens, logits bit for bit and measurements; greedy and sampled."""
+    model, prompts, policy, force, eos = _gist_case(variant)
+    kw = dict(policy=policy, force=force, eos=eos, max_new=24)
     fast = _run(model, prompts, fast=True, **kw)
-    assert sum(r.compressions for r in fast) >= len(prompts)
+    assert sum(r.compressions for r in fast) >= 2 * len(prompts) and len({len(r.tokens) for r in fast}) > 1
+    _same(fast, _run(model, prompts, fast=False, **kw))
+    sampled = SamplingConfig(temperature=0.9, top_p=0.9, seed=5)
+    _same(_run(model, prompts, fast=True, sampling=sampled, **kw), _run(model, prompts, fast=False, sampling=sampled, **kw))
+
+
+def test_gist_path_mask_is_the_rule():
+    """At every step the gist path's mask equals the general path's (the rule over the slot metadata):
+    the [o] steps that hide the thought included."""
+    model, prompts, policy, force, eos = _gist_case("[o]")
+    masks = {}
+    for fast in (True, False):
+        engine = DecodeEngine(model, policy, slots=2, max_prompt=13, max_new_tokens=24, eos_ids=eos, plain=fast)
+        seen, forward = masks.setdefault(fast, []), engine._model_forward
+
+        def spy(tokens, pos, mask, last, seen=seen, forward=forward):
+            if tokens.shape == (2, 1):
+                seen.append(mask.clone())
+            return forward(tokens, pos, mask, last)
+
+        engine._model_forward = spy
+        with torch.no_grad():
+            engine.run(prompts, force=force)
+        assert engine.gistfast == fast
+    assert len(masks[True]) == len(masks[False]) > 20
+    for a, b in zip(masks[True], masks[False]):
+        assert torch.equal(a, b)
+
+
+def test_gist_shortcut_equals_general_path():
+    """Token-level gists stay on the general path; on CPU its gist decisions skip the block writes when
+    no row compresses (one host read): the same tokens, logits bit for bit and measurements."""
+    from dataclasses import replace
+
+    model, prompts, policy, force, eos = _gist_case("[o]")
+    policy = LightThinkerPolicy(replace(policy.spec, level="token", step=5))
+    kw = dict(policy=policy, eos=eos, max_new=24)
+    fast = _run(model, prompts, fast=True, **kw)
+    assert sum(r.compressions for r in fast) >= 2 * len(prompts)
     _same(fast, _run(model, prompts, fast=False, **kw))

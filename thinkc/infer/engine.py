@@ -26,6 +26,7 @@ import torch
 
 from thinkc.gist.rule import NEVER, Role
 from thinkc.infer.cache import StaticGistCache
+from thinkc.infer.gistpath import gist_admitted, gist_step, is_gist_fast
 from thinkc.infer.plain import is_plain, plain_admitted, plain_results, plain_step
 from thinkc.infer.result import DecodeResult, force_table
 from thinkc.infer.sampling import SamplingConfig, choose_tokens, make_generator
@@ -70,7 +71,8 @@ class DecodeEngine:
         self.steps = 0
         self._left = [0] * self.B
         self.kv_bucket = int(kv_bucket)
-        self.allow_plain, self.plain = plain, False  # the vanilla fast path (thinkc.infer.plain), set per run
+        # host-driven fast paths, chosen per run: vanilla (thinkc.infer.plain), LightThinker (thinkc.infer.gistpath)
+        self.allow_plain, self.plain, self.gistfast = plain, False, False
         self.may_sync = plain and self.device.type == "cpu"  # a host read mid-step costs nothing on CPU
         self._zeros = torch.zeros(self.B, dtype=torch.long, device=self.device)
         self._host, self._lengths, self._eos_set = {}, [0] * self.B, set(self.eos.tolist())  # plain path: host side
@@ -121,6 +123,7 @@ class DecodeEngine:
         self._prompts, self._indices, self._force = prompts, indices, force
         self._pmeta = list(prompt_meta) if prompt_meta is not None else [None] * len(prompts)
         self.plain = self.allow_plain and is_plain(self, self._pmeta)
+        self.gistfast = self.allow_plain and not self.plain and is_gist_fast(self, self._pmeta)
         self._out: dict[int, DecodeResult] = {}
         self._meta: dict[int, dict] = {}
         queue = deque(range(len(prompts)))
@@ -175,6 +178,8 @@ class DecodeEngine:
                      compact=self.budgeted or any(m is not None for m in metas))
         if self.plain:
             plain_admitted(self, slots)
+        elif self.gistfast:
+            gist_admitted(self, slots)
 
     def _retire(self, on_result) -> None:
         done = [s for s in range(self.B) if self.owner[s] is not None and self._finished[s]]
@@ -196,7 +201,7 @@ class DecodeEngine:
 
     def _row_results(self, done: list[int]) -> list[tuple]:
         """(generated, peak KV, dependency, compressions, tokens, kv trace) of the retiring rows."""
-        if self.plain:
+        if self.plain or self.gistfast:
             return plain_results(self, done)
         R, r = self.rows, torch.tensor(done, device=self.device)
         n_gen, peak, dep, comp = (t[r].cpu().tolist() for t in (R.n_gen, R.peak, R.dependency, R.compressions))
@@ -243,8 +248,8 @@ class DecodeEngine:
         a row feeds its generated token, or the next token of the gist block it is feeding. A row emits
         a new token when its feed is done: after a plain token, or after the block's [o]. Returns the
         rows that emitted."""
-        if self.plain:
-            return plain_step(self)
+        if self.plain or self.gistfast:
+            return plain_step(self) if self.plain else gist_step(self)
         R = self.rows
         kv_len = self.hi + 1
         if self._compiled is not None:  # static key length per bucket (graph capture)

@@ -148,5 +148,5 @@ def plain_results(engine, slots: list[int]) -> list[tuple]:
     out = []
     for s in slots:
         h = engine._host.pop(s)
-        out.append((len(h.tokens), h.peak, h.dependency, 0, h.tokens, h.trace))
+        out.append((len(h.tokens), h.peak, h.dependency, getattr(h, "compressions", 0), h.tokens, h.trace))
     return out
