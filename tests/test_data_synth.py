@@ -175,3 +175,16 @@ def test_drill_records_interleave_without_changing_the_problems():
             assert (o != "*" or int(b) <= 3) and re.search(r"^Ones: ", t, re.M)
             results.append(int(c))
         assert r.meta["result"] == results[-1] and r.answer.endswith(f"\\boxed{{{results[-1]}}}.")
+
+
+def test_r1_step_leads_quote_the_question_sentence():
+    """A step's lead is the question's sentence for that operation, word for word, and that
+    sentence has the step's own adverb right before the verb (one adverb per step index)."""
+    from thinkc.data.synth_r1 import ADVERBS
+
+    for r in synth_records(100, seed=4, min_steps=3, max_steps=6):
+        leads = re.findall(r"^(?:Step|Now step|Okay, step) (\d+): (.+)$", r.thinking, re.M)
+        assert [int(k) for k, _ in leads] == list(range(1, r.meta["steps"] + 1))
+        for (k, quote), (op, b) in zip(leads, r.meta["ops"]):
+            assert quote in r.question and quote.split()[1] == ADVERBS[int(k) - 1]
+            assert (str(b) in quote) if op != "*" else ("doubles" in quote or "triples" in quote or str(b) in quote)
