@@ -132,7 +132,7 @@ def gist_step(engine) -> int:
 
 def _templates(engine):
     """The gist block templates on the host: per kind (1: the token is the trigger, 2: a forced end)
-    the (token, role) columns after column 0, and the number of leading columns that expire."""
+    the (token, role) columns after column 0 (GistTemplates)."""
     t = getattr(engine, "_tpl_host", None)
     if t is None:
         tpl = engine.tpl
