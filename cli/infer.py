@@ -85,8 +85,7 @@ def infer(
     seed: int = typer.Option(0, "--seed", help="Sampling seed (each sample has its own generator)."),
     budget: Optional[str] = typer.Option(None, "--budget", help="KV budget for h2o / sepllm / streamingllm: keys "
                                                                 "per row (e.g. 512) or a share of the row's length so "
-                                                                "far (e.g. 0.5, the default) "
-                                                                       "(default 1024)."),
+                                                                "far (e.g. 0.5, the default)."),
     window: Optional[int] = typer.Option(None, "--window", min=1, help="Recent/local window for h2o (default budget/2) "
                                                                        "and sepllm (default 256)."),
     compress_every: Optional[int] = typer.Option(None, "--compress-every", min=1,

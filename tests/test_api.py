@@ -1,4 +1,5 @@
 """The README's Python API example runs, and gives what `thinkc infer` gives for the same prompt."""
+import ast
 import json
 import re
 from pathlib import Path
@@ -26,10 +27,11 @@ def test_readme_example_equals_thinkc_infer(tmp_path, capsys):
     printed = capsys.readouterr().out.split()
     assert printed[:3] == [str(out.answer), str(out.metrics["peak_kv"]), str(out.metrics["compressions"])]
 
-    question = re.search(r'generate\(\["(.*?)"\]', code, re.S).group(1)
+    (question,) = ast.literal_eval(re.search(r"generate\((\[.*?\])", code, re.S).group(1))
+    max_new = re.search(r"max_new_tokens=(\d+)", code).group(1)
     run = tmp_path / "run.jsonl"
     res = CliRunner().invoke(app, ["infer", "--prompt", question, "--output", str(run), "--method", "lightthinker",
-                                   "--model", "tiny-lightthinker", "--max-new-tokens", "96", "--device", "cpu"],
+                                   "--model", "tiny-lightthinker", "--max-new-tokens", max_new, "--device", "cpu"],
                              catch_exceptions=False)
     assert res.exit_code == 0, res.output
     (row,) = [json.loads(line) for line in run.read_text().splitlines()]

@@ -4,8 +4,9 @@ LightThinker compression included; the same prompts, decoding and measurements a
     from thinkc.api import load
 
     lt = load("tiny-lightthinker")  # a local HF folder, "smollm2" or a shipped tiny checkpoint
-    outs = lt.generate(["Sam has 4 pencils. Sam gets 3 more. How many pencils does Sam have now?"],
-                       max_new_tokens=96)
+    outs = lt.generate(["Sam has 48 pencils. He first gets 25 more. He then doubles the pencils. "
+                        "He next loses 59. How many pencils does Sam have now?"],
+                       max_new_tokens=768)
     for o in outs:
         print(o.answer, o.metrics["peak_kv"], o.metrics["compressions"], o.metrics["wall_s"])
 

@@ -63,11 +63,13 @@ def _synthesise(s: DemoSettings, console: Console):
 
 def _compress(s: DemoSettings, console: Console) -> dict:
     from thinkc.cts.pipeline import CtsJob, run as run_cts
+    from thinkc.cts.select import SelectOptions
 
     console.print(Rule(f"2. CTS: compress reasoning traces at ratio {s.ratio} (reference model: {s.reference}, "
-                       "digits force-kept)"))
+                       "digits and operators force-kept, as for tiny-cts)"))
     job = CtsJob(input=s.out / "data" / "cts_input.jsonl", output=str(s.out / "cts" / "train.jsonl"),
-                 ratios=[s.ratio], reference=s.reference, batch_size=8)
+                 ratios=[s.ratio], reference=s.reference, batch_size=8,
+                 options=SelectOptions(force_digits=True, force_operators=True))
     (summary,) = run_cts(job, console=console)
     cols = ("records", "tokens before", "tokens after", "achieved ratio", "kept in computation", "kept in filler",
             "gap (points)")
