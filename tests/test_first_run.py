@@ -2,12 +2,11 @@
 -o, prompts past the model's positions, `bench compact` timing a no-op, `bench mask` on a CPU, bench
 JSON in the current folder, and `data cts` progress inside long records and on resume."""
 import json
-import sys
 from types import SimpleNamespace
 
 import pytest
 
-from thinkc.cli.main import main
+from _cli import run_cli
 from thinkc.errors import ThinkcError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -19,12 +18,7 @@ def wide(monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")  # one logical line stays one printed line
 
 
-def run_main(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["thinkc", *map(str, args)])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
+run_main = run_cli  # (exit code, stdout, stderr)
 
 
 def one_error(err: str) -> str:

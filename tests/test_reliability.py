@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from _cli import run_cli
 from thinkc.cli.main import _one_line, main
 from thinkc.errors import ThinkcError
 from thinkc.io import atomic_write, iter_jsonl, read_parquet, write_jsonl
@@ -23,10 +24,8 @@ def wide(monkeypatch):
 
 
 def run_main(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["thinkc", *map(str, args)])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    return exc.value.code, capsys.readouterr().err
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    return code, err
 
 
 def one_error_line(err: str) -> str:
