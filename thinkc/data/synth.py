@@ -184,27 +184,29 @@ def synth_records(n: int, seed: int = 0, min_steps: int = 3, max_steps: int = 4,
     """`n` problems, the same for the same arguments (seeded, no global state). style "r1" (steps
     worked out at length; operands up to 99 by default, running totals up to 10x that,
     multiplication by 2..max_factor) or "short" (one line per step, up to 100). The defaults are the
-    shipped tiny checkpoints' task. `drill` > 0 interleaves round(drill * n) practice records (bare
-    column work, see _drill) among the problems, which stay the same problems in the same order."""
+    shipped tiny checkpoints' task. `drill` > 0 interleaves round(drill * n) practice records (column
+    facts and bare column work, see _drill) among the problems, which stay the same problems in the same order."""
     _check_n(n)
+    if not 0 <= drill <= 10:
+        raise ValueError(f"drill is a number of practice records per problem in [0, 10], got {drill}")
     build, *opts = _options(min_steps, max_steps, filler, max_value, style, max_factor)
     rng = random.Random(f"thinkc-synth/{seed}")
     width = max(6, len(str(n)))
     out = [build(rng, f"{id_prefix}-{i:0{width}d}", *opts) for i in range(n)]
-    if not 0 <= drill <= 10:
-        raise ValueError(f"drill is a number of practice records per problem in [0, 10], got {drill}")
     n_drill = round(drill * n)
     if n_drill:
+        max_value, max_factor = opts[3], opts[4]  # the style's default filled in
         drng = random.Random(f"thinkc-synth-drill/{seed}")
-        extra = [_drill(drng, f"{id_prefix}-drill-{i:0{width}d}", opts[3], opts[4]) for i in range(n_drill)]
+        extra = [_drill(drng, f"{id_prefix}-drill-{i:0{width}d}", max_value, max_factor) for i in range(n_drill)]
         out = _interleave(out, extra)
     return out
 
 
 def _drill(rng: random.Random, idx: str, max_value: int, max_factor: int) -> Record:
-    """A practice record: 6-10 bare calculations in the traces' column format (r1.drill_thinking)."""
-    thinking, last = r1.drill_thinking(rng, max_value, max_factor, rng.randint(6, 10))
-    n = thinking.count("\n\n") + 1
+    """A practice record: 6-10 thoughts, each a block of single-digit column facts and one bare
+    calculation in the traces' column format (r1.drill_thinking)."""
+    n = rng.randint(6, 10)
+    thinking, last = r1.drill_thinking(rng, max_value, max_factor, n)
     return Record(id=idx, question=r1.DRILL_QUESTION, thinking=thinking, answer=f"The last result is \\boxed{{{last}}}.",
                   meta={"steps": n, "result": last, "thought_kinds": ["compute"] * n, "style": "drill"})
 
