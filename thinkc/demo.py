@@ -35,7 +35,7 @@ class DemoSettings:
     out: Path = Path("runs/demo")
     n_test: int = 60  # ~90 s on 2 cores; `thinkc demo --n-test 200` for the measurement in docs/tiny_task.md
     n_cts: int = 32
-    ratio: float = 0.7  # the ratio tiny-cts was trained at (configs/train/tiny_cts.yaml)
+    ratios: tuple = (0.5, 0.7)  # the seed's and paper's ratios; tiny-cts ends on 0.5 (configs/train/tiny_cts*.yaml)
     max_new_tokens: int = 768  # the task's traces are ~300-700 tokens + the answer
     batch_size: int = 50
     h2o_budget: int = 192  # about LightThinker's peak KV on this task
@@ -65,19 +65,20 @@ def _compress(s: DemoSettings, console: Console) -> dict:
     from thinkc.cts.pipeline import CtsJob, run as run_cts
     from thinkc.cts.select import SelectOptions
 
-    console.print(Rule(f"2. CTS: compress reasoning traces at ratio {s.ratio} (reference model: {s.reference}, "
+    ratios = ", ".join(str(r) for r in s.ratios)
+    console.print(Rule(f"2. CTS: compress reasoning traces at ratios {ratios} (reference model: {s.reference}, "
                        "digits and operators force-kept, as for tiny-cts)"))
     job = CtsJob(input=s.out / "data" / "cts_input.jsonl", output=str(s.out / "cts" / "train.jsonl"),
-                 ratios=[s.ratio], reference=s.reference, batch_size=8,
+                 ratios=list(s.ratios), reference=s.reference, batch_size=8,
                  options=SelectOptions(force_digits=True, force_operators=True))
-    (summary,) = run_cts(job, console=console)
-    cols = ("records", "tokens before", "tokens after", "achieved ratio", "kept in computation", "kept in filler",
-            "gap (points)")
-    row = (str(summary["records"]), str(summary["tokens_before"]), str(summary["tokens_after"]),
-           f"{summary['achieved']:.3f}", f"{summary['compute_kept_share']:.0%}",
-           f"{summary['filler_kept_share']:.0%}", f"{100 * summary['kept_share_gap']:+.1f}")
-    console.print(FitTable("CTS compression", cols, [row], short=CTS_SHORT))
-    return summary
+    summaries = run_cts(job, console=console)  # one scoring pass, one selection per ratio
+    cols = ("ratio", "records", "tokens before", "tokens after", "achieved ratio", "kept in computation",
+            "kept in filler", "gap (points)")
+    rows = [(str(x["ratio"]), str(x["records"]), str(x["tokens_before"]), str(x["tokens_after"]),
+             f"{x['achieved']:.3f}", f"{x['compute_kept_share']:.0%}", f"{x['filler_kept_share']:.0%}",
+             f"{100 * x['kept_share_gap']:+.1f}") for x in summaries]
+    console.print(FitTable("CTS compression", cols, rows, short=CTS_SHORT))
+    return summaries
 
 
 def _infer(s: DemoSettings, console: Console, test) -> tuple[list[Path], dict[str, float]]:
@@ -220,7 +221,12 @@ def run_demo(s: DemoSettings, console: Console | None = None) -> list:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # one line per weight load is noise here
+    from thinkc.errors import ThinkcError
+
     console = console or wide_console()
+    bad = [r for r in s.ratios if not 0 < r <= 1]
+    if not s.ratios or bad:
+        raise ThinkcError(f"--ratio {bad[0]}: must be in (0, 1]" if bad else "give at least one --ratio")
     s.out.mkdir(parents=True, exist_ok=True)
     _, test = _synthesise(s, console)
     with one_thread():
