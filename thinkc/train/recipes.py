@@ -1,11 +1,16 @@
 """The shipped tiny checkpoints: train a recipe, copy its final model into thinkc/assets/checkpoints,
 and measure greedy accuracy on the synthetic test split (a note; `thinkc eval` measures properly).
 
-    python -m thinkc.train.recipes tiny_sft tiny-sft                 # after `thinkc train tiny_sft`
-    python -m thinkc.train.recipes tiny_lightthinker tiny-lightthinker
-    python -m thinkc.train.recipes tiny_cts tiny-cts
-    python -m thinkc.train.recipes tiny_cts_lightthinker tiny-cts-lightthinker
+    python -m thinkc.train.recipes RECIPE NAME [EARLIER_RECIPE ...]
+
+    python -m thinkc.train.recipes tiny_sft_2 tiny-sft tiny_sft      # after `thinkc train tiny_sft_2`
+    python -m thinkc.train.recipes tiny_lightthinker_2 tiny-lightthinker tiny_lightthinker
+    python -m thinkc.train.recipes tiny_cts_5 tiny-cts tiny_cts tiny_cts_2 tiny_cts_3 tiny_cts_4
+    python -m thinkc.train.recipes tiny_cts_lightthinker_2 tiny-cts-lightthinker tiny_cts_lightthinker
     python -m thinkc.train.recipes tiny_cts_reference tiny-cts-reference   # after `thinkc data cts-reference`
+
+A checkpoint trained in several parts (each recipe continuing the last one's final/) ships one
+train_log.jsonl: the earlier recipes' logs in order, then its own, every row tagged with its recipe.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Sequence
 
 from thinkc.train.config import load_config
 
@@ -32,8 +38,9 @@ def _output(recipe: str) -> Path:
     return Path(load_config(recipe, check_files=False).train.output)
 
 
-def ship(recipe: str, name: str) -> Path:
-    """Copy <output>/final (+ its train log) of `recipe` to thinkc/assets/checkpoints/<name>."""
+def ship(recipe: str, name: str, earlier: Sequence[str] = ()) -> Path:
+    """Copy <output>/final of `recipe` to thinkc/assets/checkpoints/<name>, with the train logs of
+    `earlier` (the parts it continues, in order) and its own as one train_log.jsonl."""
     out = _output(recipe)
     final = out / "final"
     dest = CHECKPOINTS / name
@@ -41,12 +48,28 @@ def ship(recipe: str, name: str) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for f in SHIPPED_FILES:
-        src = out / f if f == "train_log.jsonl" else final / f
-        if src.is_file():
-            shutil.copy2(src, tmp / f)
+        if f != "train_log.jsonl" and (final / f).is_file():
+            shutil.copy2(final / f, tmp / f)
+    _write_log(tmp / "train_log.jsonl", [*earlier, recipe])
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return dest
+
+
+def _write_log(path: Path, recipes: Sequence[str]) -> None:
+    """The logs of `recipes` (run folders' train_log.jsonl) one after another, each row tagged."""
+    logs = [(r, _output(r) / "train_log.jsonl") for r in recipes]
+    missing = [str(f) for _, f in logs if not f.is_file()]
+    if len(missing) == len(logs) == 1:
+        return  # a run without a log (nothing to ship)
+    if missing:
+        raise FileNotFoundError(f"no train log for a part of this checkpoint: {', '.join(missing)}")
+    with path.open("w", encoding="utf-8") as out:
+        for recipe, f in logs:
+            if f.is_file():
+                for line in f.read_text(encoding="utf-8").splitlines():
+                    if line.strip():
+                        out.write(json.dumps({"recipe": recipe, **json.loads(line)}) + "\n")
 
 
 def synthetic_accuracy(recipe: str, model: str, n_test: int = 50, max_new_tokens: int = 768,
@@ -77,7 +100,7 @@ def synthetic_accuracy(recipe: str, model: str, n_test: int = 50, max_new_tokens
 
 
 if __name__ == "__main__":
-    recipe, name = sys.argv[1], sys.argv[2]
-    print("shipped to", ship(recipe, name))
+    recipe, name, earlier = sys.argv[1], sys.argv[2], sys.argv[3:]
+    print("shipped to", ship(recipe, name, earlier))
     if recipe not in REFERENCE_RECIPES:
         print(json.dumps(synthetic_accuracy(recipe, name)))
