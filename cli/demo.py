@@ -19,8 +19,8 @@ def demo(
     n_test: int = typer.Option(DemoSettings.n_test, "--n-test", min=1, help="Synthetic test problems decoded by each method."),
     n_cts: int = typer.Option(DemoSettings.n_cts, "--n-cts", min=1, help="Synthetic traces compressed by CTS."),
     ratio: List[float] = typer.Option(list(DemoSettings.ratios), "--ratio", "-r",
-                                      help="CTS keep ratio in (0, 1]; repeat for several. Default: 0.5 and 0.7, the "
-                                           "seed's (tiny-cts is trained at 0.5; the kept-share gap is read at 0.7)."),
+                                      help="CTS keep ratio in (0, 1]; repeat for several. Default: 0.5, 0.6 and 0.7 "
+                                           "(tiny-cts's last part trains on 0.5 + 0.6; the seed's are 0.5 and 0.7)."),
     max_new_tokens: int = typer.Option(DemoSettings.max_new_tokens, "--max-new-tokens", min=1,
                                        help="Generation limit per problem."),
     h2o_budget: int = typer.Option(DemoSettings.h2o_budget, "--h2o-budget", min=4,

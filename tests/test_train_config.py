@@ -186,3 +186,18 @@ def test_check_refuses_an_unknown_extra_argument(tmp_path, data_file):
                 "--set", "train.extra_args.warmup_stepz=3", "--check"])
     assert isinstance(out.exception, ThinkcError)
     assert "train.extra_args.warmup_stepz: not a TrainingArguments option" in str(out.exception)
+
+
+def test_data_train_may_list_several_files_read_in_order(tmp_path, data_file):
+    from thinkc.train.dataset import load_records
+
+    second = tmp_path / "e.jsonl"  # the same id again: e.g. one problem compressed at two CTS ratios
+    second.write_text(json.dumps({"id": "1", "question": "q2?", "thinking": "t2", "answer": "a2"}) + "\n")
+    cfg = load_config(overrides=base(data_file, tmp_path, data={"train": [str(data_file), str(second)]}))
+    records = load_records(cfg)
+    questions = [r["question"] if isinstance(r, dict) else r.question for r in records]
+    assert questions == ["q?", "q2?"]
+    with pytest.raises(ThinkcError, match="nope.jsonl: no such file"):
+        load_config(overrides=base(data_file, tmp_path, data={"train": [str(data_file), str(tmp_path / "nope.jsonl")]}))
+    with pytest.raises(ThinkcError, match="not both"):
+        load_config(overrides=base(data_file, tmp_path, data={"train": [str(data_file), "synth"]}))

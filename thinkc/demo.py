@@ -35,7 +35,7 @@ class DemoSettings:
     out: Path = Path("runs/demo")
     n_test: int = 60  # ~90 s on 2 cores; `thinkc demo --n-test 200` for the measurement in docs/tiny_task.md
     n_cts: int = 32
-    ratios: tuple = (0.5, 0.7)  # the seed's and paper's ratios; tiny-cts ends on 0.5 (configs/train/tiny_cts*.yaml)
+    ratios: tuple = (0.5, 0.6, 0.7)  # tiny-cts trains on 0.7, then 0.5, then 0.5 + 0.6 (configs/train/tiny_cts*.yaml)
     max_new_tokens: int = 768  # the task's traces are ~300-700 tokens + the answer
     batch_size: int = 50
     h2o_budget: int = 192  # about LightThinker's peak KV on this task

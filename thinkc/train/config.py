@@ -45,7 +45,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    train: Optional[str] = None  # records JSONL, or `synth` for the embedded synthetic task
+    train: Union[str, list, None] = None  # records JSONL (or a list of them, read in order), or `synth`
     max_length: int = 1024
     packing: bool = False
     overlong: str = "truncate"  # samples over max_length: truncate (a prefix is a valid layout) | drop
@@ -274,6 +274,14 @@ def _report_to(value) -> Union[str, list]:
     return items[0] if len(items) == 1 else (items or "none")
 
 
+def train_files(d: DataConfig) -> list[str]:
+    """data.train as a list of record files ([] for `synth`); a list is read in order, one after another
+    (e.g. the same problems compressed at two CTS ratios: ids may repeat across files)."""
+    if d.train == "synth" or not d.train:
+        return []
+    return [str(f) for f in d.train] if isinstance(d.train, list) else [str(d.train)]
+
+
 def _validate_data(cfg: TrainConfig, check_files: bool, need) -> None:
     """data.* and the run length / eval schedule that depend on it."""
     d, t = cfg.data, cfg.train
@@ -282,8 +290,11 @@ def _validate_data(cfg: TrainConfig, check_files: bool, need) -> None:
     need(d.overlong in ("truncate", "drop"), f"data.overlong: {d.overlong!r} is not truncate or drop")
     need(d.limit >= 0, "data.limit: must be >= 0")
     need(d.reorder in (True, False, "auto"), f"data.reorder: {d.reorder!r} is not true, false or auto")
-    if check_files and d.train != "synth":
-        need(Path(d.train).is_file(), f"data.train: {d.train}: no such file")
+    files = train_files(d)
+    need(d.train == "synth" or (bool(files) and "synth" not in files),
+         "data.train: `synth` or record files, not both")
+    for f in files if check_files and d.train != "synth" else ():
+        need(Path(f).is_file(), f"data.train: {f}: no such file")
     need(t.max_steps == -1 or t.max_steps >= 1,
          f"train.max_steps: must be >= 1 (or -1 to train for train.epochs), got {t.max_steps}")
     need(t.epochs > 0 or t.max_steps > 0, "train.epochs: must be > 0 (or set train.max_steps)")

@@ -14,7 +14,7 @@ import torch
 from thinkc.errors import ThinkcError
 from thinkc.gist.rule import GistMeta
 from thinkc.gist.sample import IGNORE_INDEX, GistSample
-from thinkc.train.config import TrainConfig
+from thinkc.train.config import TrainConfig, train_files
 
 
 # ---------------------------------------------------------------- records
@@ -34,7 +34,7 @@ def load_records(cfg: TrainConfig) -> list:
         except (TypeError, ValueError) as e:  # unknown option or bad range
             raise ThinkcError(f"data.synth: {e}") from None
     else:
-        records = _read(d.train, d.skip_invalid)
+        records = [r for f in train_files(d) for r in _read(f, d.skip_invalid)]
     if d.limit:
         records = records[: d.limit]
     if not records:
