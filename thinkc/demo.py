@@ -61,17 +61,22 @@ def _synthesise(s: DemoSettings, console: Console):
     return cts_input, test
 
 
-def _compress(s: DemoSettings, console: Console) -> dict:
-    from thinkc.cts.pipeline import CtsJob, run as run_cts
+def _cts_job(s: DemoSettings):
+    from thinkc.cts.pipeline import CtsJob
     from thinkc.cts.select import SelectOptions
+
+    return CtsJob(input=s.out / "data" / "cts_input.jsonl", output=str(s.out / "cts" / "train.jsonl"),
+                  ratios=list(s.ratios), reference=s.reference, batch_size=8,
+                  options=SelectOptions(force_digits=True, force_operators=True))
+
+
+def _compress(s: DemoSettings, console: Console) -> dict:
+    from thinkc.cts.pipeline import run as run_cts
 
     ratios = ", ".join(str(r) for r in s.ratios)
     console.print(Rule(f"2. CTS: compress reasoning traces at ratios {ratios} (reference model: {s.reference}, "
                        "digits and operators force-kept, as for tiny-cts)"))
-    job = CtsJob(input=s.out / "data" / "cts_input.jsonl", output=str(s.out / "cts" / "train.jsonl"),
-                 ratios=list(s.ratios), reference=s.reference, batch_size=8,
-                 options=SelectOptions(force_digits=True, force_operators=True))
-    summaries = run_cts(job, console=console)  # one scoring pass, one selection per ratio
+    summaries = run_cts(_cts_job(s), console=console)  # one scoring pass, one selection per ratio
     cols = ("ratio", "records", "tokens before", "tokens after", "achieved ratio", "kept in computation",
             "kept in filler", "gap (points)")
     rows = [(str(x["ratio"]), str(x["records"]), str(x["tokens_before"]), str(x["tokens_after"]),
@@ -220,13 +225,11 @@ def run_demo(s: DemoSettings, console: Console | None = None) -> list:
 
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # one line per weight load is noise here
-    from thinkc.errors import ThinkcError
+    from thinkc.cts.pipeline import check_job
 
+    hf_logging.disable_progress_bar()  # one line per weight load is noise here
     console = console or wide_console()
-    bad = [r for r in s.ratios if not 0 < r <= 1]
-    if not s.ratios or bad:
-        raise ThinkcError(f"--ratio {bad[0]}: must be in (0, 1]" if bad else "give at least one --ratio")
+    check_job(_cts_job(s))  # bad --ratio values fail before any work
     s.out.mkdir(parents=True, exist_ok=True)
     _, test = _synthesise(s, console)
     with one_thread():

@@ -123,6 +123,8 @@ def run_decode_bench(model="smollm2", methods=("vanilla", "lightthinker", "h2o")
     `vanilla_model`: see the module docstring."""
     if (eos or vanilla_model) and prompts != "synth":
         raise ValueError("eos and vanilla_model need the task's prompts (prompts='synth')")
+    from thinkc.infer.run import eos_ids
+
     model_obj, label, tok = _load(model, device)
     vocab = model_obj.get_input_embeddings().weight.shape[0]
     spec, trained = _gist_spec(model, tok, vocab, n_cache)
@@ -137,11 +139,11 @@ def run_decode_bench(model="smollm2", methods=("vanilla", "lightthinker", "h2o")
     for bs in batch_sizes:
         ps = _prompts(prompts, bs, prompt_len, tok, model, spec.trigger_id or vocab - 16, seed)
         entries = _entries(model_obj, ps, methods, baselines, spec, trained, max_new_tokens, compress_every,
-                           budget, compile_too, _eos(tok) if eos else ())
+                           budget, compile_too, eos_ids(tok) if eos else ())
         if other is not None:
             ops = _prompts(prompts, bs, prompt_len, other[2], vanilla_model, 0, seed)
             entries[f"thinkc vanilla ({vanilla_model})"] = _thinkc_runner(
-                other[0], ops, "vanilla", None, False, max_new_tokens, 0, None, False, _eos(other[2]) if eos else ())
+                other[0], ops, "vanilla", None, False, max_new_tokens, 0, None, False, eos_ids(other[2]) if eos else ())
         rows += _time_entries(entries, repeats, device, dict(model=label, batch=bs, prompt_len=max(map(len, ps)),
                                                              new_tokens=max_new_tokens, prompts=prompts, eos=eos))
         roof = roofline_tokens_per_s(model_obj, bs, bandwidth)
@@ -153,12 +155,6 @@ def run_decode_bench(model="smollm2", methods=("vanilla", "lightthinker", "h2o")
                          "peak_kv": None, "final_kv": None, "compressions": None, "roofline_share": 1.0,
                          "budget": None})
     return rows
-
-
-def _eos(tokenizer) -> list[int]:
-    from thinkc.infer.run import eos_ids
-
-    return eos_ids(tokenizer)
 
 
 def _time_entries(entries: dict, repeats: int, device: str, common: dict) -> list[dict]:

@@ -40,6 +40,7 @@ class HostRow:
     trace: list = field(default_factory=list)  # keys kept after each step
     dependency: int = 0
     peak: int = 0
+    compressions: int = 0  # always 0 here; thinkc.infer.gistpath.GistRow counts them
 
 
 def is_plain(engine, metas) -> bool:
@@ -148,5 +149,5 @@ def plain_results(engine, slots: list[int]) -> list[tuple]:
     out = []
     for s in slots:
         h = engine._host.pop(s)
-        out.append((len(h.tokens), h.peak, h.dependency, getattr(h, "compressions", 0), h.tokens, h.trace))
+        out.append((len(h.tokens), h.peak, h.dependency, h.compressions, h.tokens, h.trace))
     return out

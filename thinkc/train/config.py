@@ -291,9 +291,8 @@ def _validate_data(cfg: TrainConfig, check_files: bool, need) -> None:
     need(d.limit >= 0, "data.limit: must be >= 0")
     need(d.reorder in (True, False, "auto"), f"data.reorder: {d.reorder!r} is not true, false or auto")
     files = train_files(d)
-    need(d.train == "synth" or (bool(files) and "synth" not in files),
-         "data.train: `synth` or record files, not both")
-    for f in files if check_files and d.train != "synth" else ():
+    need("synth" not in files, "data.train: `synth` or record files, not both")
+    for f in files if check_files else ():
         need(Path(f).is_file(), f"data.train: {f}: no such file")
     need(t.max_steps == -1 or t.max_steps >= 1,
          f"train.max_steps: must be >= 1 (or -1 to train for train.epochs), got {t.max_steps}")

@@ -5,8 +5,9 @@ and measure greedy accuracy on the synthetic test split (a note; `thinkc eval` m
 
     python -m thinkc.train.recipes tiny_sft_2 tiny-sft tiny_sft      # after `thinkc train tiny_sft_2`
     python -m thinkc.train.recipes tiny_lightthinker_2 tiny-lightthinker tiny_lightthinker
-    python -m thinkc.train.recipes tiny_cts_5 tiny-cts tiny_cts tiny_cts_2 tiny_cts_3 tiny_cts_4
-    python -m thinkc.train.recipes tiny_cts_lightthinker_2 tiny-cts-lightthinker tiny_cts_lightthinker
+    python -m thinkc.train.recipes tiny_cts_6 tiny-cts tiny_cts tiny_cts_2 tiny_cts_3 tiny_cts_4 tiny_cts_5
+    python -m thinkc.train.recipes tiny_cts_lightthinker_3 tiny-cts-lightthinker tiny_cts_lightthinker \
+        tiny_cts_lightthinker_2
     python -m thinkc.train.recipes tiny_cts_reference tiny-cts-reference   # after `thinkc data cts-reference`
 
 A checkpoint trained in several parts (each recipe continuing the last one's final/) ships one
@@ -41,8 +42,8 @@ def _output(recipe: str) -> Path:
 def ship(recipe: str, name: str, earlier: Sequence[str] = ()) -> Path:
     """Copy <output>/final of `recipe` to thinkc/assets/checkpoints/<name>, with the train logs of
     `earlier` (the parts it continues, in order) and its own as one train_log.jsonl."""
-    out = _output(recipe)
-    final = out / "final"
+    final = _output(recipe) / "final"
+    logs = _part_logs([*earlier, recipe])  # checked before anything is written
     dest = CHECKPOINTS / name
     tmp = CHECKPOINTS / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -50,26 +51,31 @@ def ship(recipe: str, name: str, earlier: Sequence[str] = ()) -> Path:
     for f in SHIPPED_FILES:
         if f != "train_log.jsonl" and (final / f).is_file():
             shutil.copy2(final / f, tmp / f)
-    _write_log(tmp / "train_log.jsonl", [*earlier, recipe])
+    if logs:
+        _write_log(tmp / "train_log.jsonl", logs)
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return dest
 
 
-def _write_log(path: Path, recipes: Sequence[str]) -> None:
-    """The logs of `recipes` (run folders' train_log.jsonl) one after another, each row tagged."""
+def _part_logs(recipes: Sequence[str]) -> list[tuple[str, Path]]:
+    """(recipe, its run folder's train_log.jsonl) per part; [] for a single run without a log."""
     logs = [(r, _output(r) / "train_log.jsonl") for r in recipes]
     missing = [str(f) for _, f in logs if not f.is_file()]
     if len(missing) == len(logs) == 1:
-        return  # a run without a log (nothing to ship)
+        return []
     if missing:
         raise FileNotFoundError(f"no train log for a part of this checkpoint: {', '.join(missing)}")
+    return logs
+
+
+def _write_log(path: Path, logs: list[tuple[str, Path]]) -> None:
+    """The parts' logs one after another, each row tagged with its recipe."""
     with path.open("w", encoding="utf-8") as out:
         for recipe, f in logs:
-            if f.is_file():
-                for line in f.read_text(encoding="utf-8").splitlines():
-                    if line.strip():
-                        out.write(json.dumps({"recipe": recipe, **json.loads(line)}) + "\n")
+            for line in f.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    out.write(json.dumps({"recipe": recipe, **json.loads(line)}) + "\n")
 
 
 def synthetic_accuracy(recipe: str, model: str, n_test: int = 50, max_new_tokens: int = 768,
