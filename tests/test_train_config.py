@@ -76,7 +76,8 @@ def test_shipped_deepspeed_names_resolve(tmp_path, data_file):
 def _cli(args):
     from thinkc.cli.main import app
 
-    return CliRunner().invoke(app, args, env={"COLUMNS": "240", "TERMINAL_WIDTH": "240"})
+    # COLUMNS only: typer reads TERMINAL_WIDTH once, at import, so setting it here would leak into later tests
+    return CliRunner().invoke(app, args, env={"COLUMNS": "240"})
 
 
 def test_cli_help_documents_every_option():
