@@ -192,8 +192,21 @@ def build_trainer(cfg: TrainConfig, model, args, tokenizer, gist, datasets, cons
 
 
 def run_training(cfg: TrainConfig, console: Optional[Console] = None) -> TrainResult:
-    with quiet_run():
-        return _run(cfg, console or Console(stderr=True))
+    try:
+        with quiet_run():
+            return _run(cfg, console or Console(stderr=True))
+    finally:
+        _close_process_group()
+
+
+def _close_process_group() -> None:
+    """A run under torchrun / accelerate / deepspeed ends the process group it started: gloo's worker
+    threads left to interpreter exit can abort a rank (SIGABRT, "terminate called without an active
+    exception") after a finished run, and torch warns about an undestroyed group."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _run(cfg: TrainConfig, console: Console) -> TrainResult:
