@@ -80,15 +80,15 @@ def _print_rows(console, rows: list[dict], title: str) -> None:
 
     kinds = all("kept_share_gap" in r for r in rows)  # records mark computation vs filler thoughts
     cols = ("ratio", "records", "tokens before", "tokens after", "achieved")
-    cols += ("kept in computation", "kept in filler", "gap (points)") if kinds else ()
+    cols += ("kept in computation", "kept in filler", "gap (points)", "random scores' gap") if kinds else ()
     cells = []
     for r in rows:
         extra = (f"{r['compute_kept_share']:.1%}", f"{r['filler_kept_share']:.1%}",
-                 f"{100 * r['kept_share_gap']:+.1f}") if kinds else ()
+                 f"{100 * r['kept_share_gap']:+.1f}", f"{100 * r['chance_gap']:+.1f}") if kinds else ()
         cells.append([f"{r['ratio']:g}", str(r["records"]), f"{r['tokens_before']:,}", f"{r['tokens_after']:,}",
                       f"{r['achieved']:.3f}", *extra, r["output"]])
     short = {"tokens before": "before", "tokens after": "after", "kept in computation": "kept comp.",
-             "kept in filler": "kept filler", "gap (points)": "gap"}
+             "kept in filler": "kept filler", "gap (points)": "gap", "random scores' gap": "chance"}
     console.print(FitTable(title, cols + ("output",), cells, short=short, left=["output"]))
     over = sum(r["forced_over_budget"] for r in rows)
     if over:

@@ -125,7 +125,8 @@ def test_cts_table_fits_80_columns(tmp_path):
 
     out = str(tmp_path / "a-rather-long-folder-name" / "compressed-training-traces.r0.5.jsonl")
     row = {"ratio": 0.5, "records": 1000, "tokens_before": 1234567, "tokens_after": 617283, "achieved": 0.5,
-           "compute_kept_share": 0.9, "filler_kept_share": 0.2, "kept_share_gap": 0.7, "forced_over_budget": 0,
+           "compute_kept_share": 0.9, "filler_kept_share": 0.2, "kept_share_gap": 0.7, "chance_gap": 0.1,
+           "forced_over_budget": 0,
            "output": out}
     buf = io.StringIO()
     _print_rows(Console(file=buf, width=80), [row], "CTS (native, reference tiny-cts-reference)")

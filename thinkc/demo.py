@@ -78,10 +78,10 @@ def _compress(s: DemoSettings, console: Console) -> dict:
                        "digits and operators force-kept, as for tiny-cts)"))
     summaries = run_cts(_cts_job(s), console=console)  # one scoring pass, one selection per ratio
     cols = ("ratio", "records", "tokens before", "tokens after", "achieved ratio", "kept in computation",
-            "kept in filler", "gap (points)")
+            "kept in filler", "gap (points)", "random scores' gap")
     rows = [(str(x["ratio"]), str(x["records"]), str(x["tokens_before"]), str(x["tokens_after"]),
              f"{x['achieved']:.3f}", f"{x['compute_kept_share']:.0%}", f"{x['filler_kept_share']:.0%}",
-             f"{100 * x['kept_share_gap']:+.1f}") for x in summaries]
+             f"{100 * x['kept_share_gap']:+.1f}", f"{100 * x['chance_gap']:+.1f}") for x in summaries]
     console.print(FitTable("CTS compression", cols, rows, short=CTS_SHORT))
     return summaries
 
@@ -186,7 +186,8 @@ def _fmt(x, spec: str) -> str:
 
 
 CTS_SHORT = {"tokens before": "before", "tokens after": "after", "achieved ratio": "ratio",
-             "kept in computation": "kept comp.", "kept in filler": "kept filler", "gap (points)": "gap"}
+             "kept in computation": "kept comp.", "kept in filler": "kept filler", "gap (points)": "gap",
+             "random scores' gap": "chance"}
 RESULTS_SHORT = {"accuracy": "acc", "thinking tokens": "thinking", "generated tokens": "tokens",
                  "peak KV (mean)": "peak KV", "dependency (M)": "dep (M)", "compressions": "compr",
                  "time (s)": "time s"}

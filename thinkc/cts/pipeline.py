@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from thinkc.cts.select import SelectOptions, select
 from thinkc.cts.store import chunk_name, load_store, open_shard, write_chunk
 from thinkc.errors import ThinkcError
@@ -144,7 +146,7 @@ def write_outputs(job: CtsJob, backend, tokenizer, records: list[dict]) -> list[
             raise ThinkcError(f"{len(missing)} of {len(records)} records have no {backend.name} scores in {root} "
                               f"(first: {missing[0]!r}); run the remaining shards first")
         out, before, after, over = [], 0, 0, 0
-        kinds = KindTally() if score_entries is not None and all(has_kinds(r) for r in records) else None
+        kinds = GapReport() if score_entries is not None and all(has_kinds(r) for r in records) else None
         for r in records:
             e = entries[r["id"]]
             n = _count(tokenizer, r["thinking"])
@@ -157,7 +159,7 @@ def write_outputs(job: CtsJob, backend, tokenizer, records: list[dict]) -> list[
                     raise ThinkcError(f"record {r['id']!r}: {err}") from None
                 text, kept, over = sel.text, sel.kept, over + sel.over_budget
                 if kinds is not None:
-                    kinds.add(tokenizer, r, e["ids"], sel.keep)
+                    kinds.add(tokenizer, r, e["ids"], sel.keep, ratio, job.options)
             m = _count(tokenizer, text)
             cts = {"ratio": ratio, "tokens_before": n, "tokens_after": m, "backend": backend.name}
             if kept is not None:
@@ -204,6 +206,28 @@ class KindTally:
         c, f = (self.tot[k][0] / max(self.tot[k][1], 1) for k in ("compute", "filler"))
         return {"compute_kept_share": round(c, 4), "filler_kept_share": round(f, 4),
                 "kept_share_gap": round(c - f, 4)}
+
+
+class GapReport:
+    """The kept-share gap of the reference's scores, and of random scores under the same selection
+    (same ratio, same forced tokens): the chance gap. Forced digits and operators sit mostly in
+    computation thoughts, so forcing alone opens a gap; the difference is the reference's own.
+    Random scores are seeded by record id, so the report is deterministic."""
+
+    def __init__(self):
+        self.ref, self.chance = KindTally(), KindTally()
+
+    def add(self, tokenizer, record: dict, ids, keep, ratio: float, options: SelectOptions) -> None:
+        self.ref.add(tokenizer, record, ids, keep)
+        seed = int.from_bytes(hashlib.sha256(str(record["id"]).encode()).digest()[:8], "little")
+        noise = np.random.default_rng(seed).random(len(ids)).astype(np.float32)
+        self.chance.add(tokenizer, record, ids, select(tokenizer, record["thinking"], ids, noise, ratio, options).keep)
+
+    def shares(self) -> dict:
+        out, chance = self.ref.shares(), self.chance.shares()
+        if out and chance:
+            out["chance_gap"] = chance["kept_share_gap"]
+        return out
 
 
 def check_job(job: CtsJob) -> None:
