@@ -43,6 +43,13 @@ def test_bench_attention_small_matches_flags_and_reorder(tmp_path):
         assert 0 < row[key] <= 1
 
 
+def test_bench_attention_backward_on_cpu_is_one_line(monkeypatch, capsys):
+    from _cli import run_cli
+
+    code, out, err = run_cli(monkeypatch, capsys, "bench", "attention", "-L", "256", "--backward", "--device", "cpu")
+    assert code == 2 and "needs a CUDA device" in out + err and "Traceback" not in out + err
+
+
 def test_bench_compact_small(tmp_path):
     rows = _bench(tmp_path, "compact", "--batch", "2", "--layers", "2", "--kv-heads", "2", "--head-dim", "16",
                   "--tokens", "64", "--repeats", "1")

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from thinkc.bench.common import time_fn
+from thinkc.errors import ThinkcError
 from thinkc.gist.reorder import reorder_permutation, reorder_sample
 from thinkc.gist.rule import GistMeta, additive_mask, reference_mask
 from thinkc.gist.sample import GistSample
@@ -49,6 +50,8 @@ def run_attention_bench(lengths=(4096, 8192, 16384), device: str = "cuda", q_hea
 
     on_cuda = torch.device(device).type == "cuda"
     backward = on_cuda if backward is None else backward  # flex has no CPU backward (torch 2.13)
+    if backward and not on_cuda:
+        raise ThinkcError("--backward needs a CUDA device: FlexAttention has no backward on CPU")
     flex = torch.compile(flex_attention, dynamic=False)
     rows = []
     for L in lengths:
