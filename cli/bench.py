@@ -16,8 +16,8 @@ app = typer.Typer(help="Benchmarks (tables + JSON). Use small sizes on CPU; the 
 DEVICE = typer.Option(None, help="cpu or cuda (default: cuda when available).")
 JSON = typer.Option(None, help="Where to write the JSON results (default: bench/<name>-<device>.json in "
                                 "$THINKC_HOME, else ~/.cache/thinkc).")
-REPEATS = typer.Option(5, help="Timed repeats (median is reported).")
-WARMUP = typer.Option(1, help="Untimed warm-up runs.")
+REPEATS = typer.Option(5, min=1, help="Timed repeats (median is reported).")
+WARMUP = typer.Option(1, min=0, help="Untimed warm-up runs.")
 
 
 def _device(device: Optional[str]) -> str:
@@ -61,10 +61,10 @@ def _finish(name: str, device: str, rows: list[dict], json_path: Optional[Path])
 
 
 @app.command()
-def mask(lengths: List[int] = typer.Option([], "--length", "-L", show_default=False,
+def mask(lengths: List[int] = typer.Option([], "--length", "-L", show_default=False, min=1,
                                            help="Sequence lengths (default: 4096 8192 16384 32768 on CUDA, "
                                                 "1024 2048 4096 on CPU)."),
-         block_size: int = typer.Option(128, help="BlockMask tile size."),
+         block_size: int = typer.Option(128, min=1, help="BlockMask tile size."),
          device: Optional[str] = DEVICE, repeats: int = REPEATS, warmup: int = WARMUP,
          json: Optional[Path] = JSON):
     """BlockMask build: thinkc op vs torch create_block_mask(mask_mod) vs the dense reference build."""
@@ -77,15 +77,15 @@ def mask(lengths: List[int] = typer.Option([], "--length", "-L", show_default=Fa
 
 
 @app.command()
-def attention(lengths: List[int] = typer.Option([], "--length", "-L", show_default=False,
+def attention(lengths: List[int] = typer.Option([], "--length", "-L", show_default=False, min=1,
                                                 help="Sequence lengths (default: 4096 8192 16384 on CUDA, 1024 "
                                                      "on CPU)."),
-              q_heads: int = typer.Option(28, help="Query heads (7B: 28)."),
-              kv_heads: int = typer.Option(4, help="KV heads (7B: 4)."),
-              head_dim: int = typer.Option(128, help="Head dim (7B: 128)."),
+              q_heads: int = typer.Option(28, min=1, help="Query heads (7B: 28)."),
+              kv_heads: int = typer.Option(4, min=1, help="KV heads (7B: 4)."),
+              head_dim: int = typer.Option(128, min=1, help="Head dim (7B: 128)."),
               backward: Optional[bool] = typer.Option(None, help="Include backward (default: on CUDA only; flex has no CPU backward)."),
               reorder: bool = typer.Option(True, help="Also report tiles computed with [prompt|cache|thoughts] reordering."),
-              device: Optional[str] = DEVICE, repeats: int = REPEATS, warmup: int = typer.Option(2, help="Untimed warm-up runs."),
+              device: Optional[str] = DEVICE, repeats: int = REPEATS, warmup: int = typer.Option(2, min=0, help="Untimed warm-up runs."),
               json: Optional[Path] = JSON):
     """Gist attention for one 7B-shaped layer: FlexAttention + thinkc BlockMask vs SDPA + dense mask."""
     import torch
@@ -106,10 +106,10 @@ def attention(lengths: List[int] = typer.Option([], "--length", "-L", show_defau
 
 
 @app.command()
-def compact(batch: int = typer.Option(8, help="Rows."), layers: int = typer.Option(28, help="Layers (7B: 28)."),
-            kv_heads: int = typer.Option(4, help="KV heads."), head_dim: int = typer.Option(128, help="Head dim."),
-            tokens: int = typer.Option(8192, help="Cached tokens per row."),
-            drop_fraction: float = typer.Option(0.5, help="Share of each row's tokens dropped."),
+def compact(batch: int = typer.Option(8, min=1, help="Rows."), layers: int = typer.Option(28, min=1, help="Layers (7B: 28)."),
+            kv_heads: int = typer.Option(4, min=1, help="KV heads."), head_dim: int = typer.Option(128, min=1, help="Head dim."),
+            tokens: int = typer.Option(8192, min=1, help="Cached tokens per row."),
+            drop_fraction: float = typer.Option(0.5, min=0.0, max=1.0, help="Share of each row's tokens dropped."),
             device: Optional[str] = DEVICE, repeats: int = REPEATS, warmup: int = WARMUP,
             json: Optional[Path] = JSON):
     """In-place KV compaction (thinkc op) vs torch gather + copy: time and GB/s (bytes read + written)."""
@@ -130,7 +130,7 @@ def decode(model: str = typer.Option("smollm2", help="Model: local folder, smoll
            methods: List[str] = typer.Option(["vanilla", "lightthinker", "h2o"], "--method", help="thinkc cache policies."),
            baselines: Optional[List[str]] = typer.Option(None, "--baseline", help="hf-dynamic, hf-static, forward-loop "
                                                          "(default: all on CUDA; hf-dynamic and forward-loop on CPU)."),
-           batch_sizes: List[int] = typer.Option([1, 8], "--batch-size", "-b", help="Batch sizes."),
+           batch_sizes: List[int] = typer.Option([1, 8], "--batch-size", "-b", min=1, help="Batch sizes."),
            max_new_tokens: int = typer.Option(256, "--new-tokens", "--max-new-tokens", min=1,
                                               help="Tokens generated per row (up to 4k: the long-generation regime)."),
            prompt_len: int = typer.Option(128, min=1, help="Prompt tokens (random prompts)."),
@@ -158,6 +158,9 @@ def decode(model: str = typer.Option("smollm2", help="Model: local folder, smoll
     if bad:
         raise ThinkcError(f"--baseline {bad[0]!r}: choose from {', '.join(BASELINES)}")
     dev = _device(device)
+    if model == "random-7b" and not dev.startswith("cuda"):
+        raise ThinkcError("--model random-7b is a GPU benchmark (a 7B model in float32 needs ~30 GB on CPU); "
+                          "use --device cuda, or a small model on CPU")
     rows = run_decode_bench(model, methods=tuple(methods), batch_sizes=tuple(batch_sizes),
                             max_new_tokens=max_new_tokens, compress_every=compress_every, device=dev,
                             prompt_len=prompt_len, baselines=baselines, prompts=prompts, repeats=repeats,
@@ -185,9 +188,9 @@ def batching(model: str = typer.Option("tiny-sft", help="Model (a checkpoint wit
 
 @app.command()
 def cts(model: str = typer.Option("smollm2", help="Reference model: local folder, smollm2 or a shipped tiny name."),
-        n: int = typer.Option(16, help="Synthetic records scored."),
+        n: int = typer.Option(16, min=1, help="Synthetic records scored."),
         backends: List[str] = typer.Option(["native", "llmlingua"], "--backend", help="Scoring backends."),
-        batch_size: int = typer.Option(8, help="Records per forward (native)."),
+        batch_size: int = typer.Option(8, min=1, help="Records per forward (native)."),
         device: Optional[str] = DEVICE,
         json: Optional[Path] = JSON):
     """CTS scoring throughput (tokens/s) and achieved vs target ratio: native vs llmlingua."""

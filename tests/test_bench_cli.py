@@ -43,11 +43,21 @@ def test_bench_attention_small_matches_flags_and_reorder(tmp_path):
         assert 0 < row[key] <= 1
 
 
-def test_bench_attention_backward_on_cpu_is_one_line(monkeypatch, capsys):
+@pytest.mark.parametrize("args, says", [
+    (["attention", "-L", "256", "--backward"], "needs a CUDA device"),
+    (["decode", "--model", "random-7b", "-b", "1"], "GPU benchmark"),
+    (["decode", "--model", "tiny", "-b", "0"], "--batch-size"),
+    (["mask", "-L", "0"], "--length"),
+    (["attention", "-L", "0"], "--length"),
+    (["cts", "--n", "0"], "--n"),
+    (["compact", "--drop-fraction", "2"], "--drop-fraction"),
+    (["mask", "--repeats", "0"], "--repeats"),
+])
+def test_bench_bad_input_is_refused_without_a_traceback(monkeypatch, capsys, args, says):
     from _cli import run_cli
 
-    code, out, err = run_cli(monkeypatch, capsys, "bench", "attention", "-L", "256", "--backward", "--device", "cpu")
-    assert code == 2 and "needs a CUDA device" in out + err and "Traceback" not in out + err
+    code, out, err = run_cli(monkeypatch, capsys, "bench", *args, "--device", "cpu")
+    assert code == 2 and says in out + err and "Traceback" not in out + err
 
 
 def test_bench_compact_small(tmp_path):
