@@ -3,10 +3,12 @@ final folder are written, resume continues at the checkpoint's step, LoRA saves 
 packing trains through the document-masked gist path."""
 import json
 import shutil
+import stat
 
 import pytest
 import torch
 
+from thinkc.io import _umask
 from thinkc.train.callbacks import read_log
 from thinkc.train.config import load_config
 from thinkc.train.trainer import run_training
@@ -49,6 +51,7 @@ def test_sft_loss_falls_and_outputs_are_written(sft_run):
     final = out / "final"
     for name in ("model.safetensors", "config.json", "tokenizer.json", "train_config.yaml"):
         assert (final / name).is_file(), name
+        assert stat.S_IMODE((final / name).stat().st_mode) == 0o666 & ~_umask(), name  # not a temp file's 0600
     assert not (out / ".final.tmp").exists()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

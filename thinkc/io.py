@@ -102,6 +102,16 @@ def _output_mode(target: Path) -> int:
         return 0o666 & ~_umask()
 
 
+def follow_umask(folder: Path) -> None:
+    """Give every file under `folder` a new file's mode (0666 minus the umask): libraries that save
+    through a private temp file (safetensors under transformers' save_pretrained) leave 0600."""
+    mode = 0o666 & ~_umask()
+    for f in Path(folder).rglob("*"):
+        if f.is_file() and not f.is_symlink():
+            with contextlib.suppress(OSError):
+                os.chmod(f, mode)
+
+
 def _umask() -> int:
     with contextlib.suppress(OSError, ValueError):
         with open("/proc/self/status", encoding="ascii") as f:

@@ -25,6 +25,7 @@ name_cpu_accelerator()  # before transformers pulls deepspeed in
 from transformers import PrinterCallback, Trainer  # noqa: E402
 
 from thinkc.errors import ThinkcError
+from thinkc.io import follow_umask
 from thinkc.gist.reorder import resolve_reorder
 from thinkc.gist.rule import GistFlags, GistMeta
 from thinkc.models.patch import enable_gist_attention, gist_attention_mask
@@ -285,6 +286,7 @@ def save_final(cfg: TrainConfig, trainer: Trainer, tokenizer, gist: Optional[Gis
             gist.config.save(tmp / GIST_CONFIG_FILE)
         with open(tmp / TRAIN_CONFIG_FILE, "w", encoding="utf-8") as f:
             yaml.safe_dump({**cfg.to_dict(), "method": cfg.method}, f, sort_keys=False)
+        follow_umask(tmp)
         old = out / ".final.old"
         if old.exists():
             shutil.rmtree(old)
