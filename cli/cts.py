@@ -35,7 +35,8 @@ def cts(
     ratio: List[float] = typer.Option([0.5, 0.7], "--ratio", "-r",
                                       help="Keep ratio in (0, 1]; repeat for several (one scoring pass). Default: 0.5 and 0.7, "
                                            "the seed's and the paper's."),
-    backend: str = typer.Option("native", help="native | unconditional | llmlingua | llmlingua2."),
+    backend: str = typer.Option("native", help="native | unconditional | random (the control: id-seeded random "
+                                "scores, no model) | llmlingua | llmlingua2."),
     batch_size: int = typer.Option(8, help="Sequences per forward (two per record for native)."),
     window: int = typer.Option(2048, help="Tokens per forward for long traces (KV-cached windows; 0 = one pass)."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),

@@ -13,8 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
+from thinkc.cts.backends.random import random_scores
 from thinkc.cts.select import SelectOptions, select
 from thinkc.cts.store import chunk_name, load_store, open_shard, write_chunk
 from thinkc.errors import ThinkcError
@@ -219,8 +218,7 @@ class GapReport:
 
     def add(self, tokenizer, record: dict, ids, keep, ratio: float, options: SelectOptions) -> None:
         self.ref.add(tokenizer, record, ids, keep)
-        seed = int.from_bytes(hashlib.sha256(str(record["id"]).encode()).digest()[:8], "little")
-        noise = np.random.default_rng(seed).random(len(ids)).astype(np.float32)
+        noise = random_scores(record["id"], len(ids))
         self.chance.add(tokenizer, record, ids, select(tokenizer, record["thinking"], ids, noise, ratio, options).keep)
 
     def shares(self) -> dict:
@@ -256,7 +254,7 @@ def run(job: CtsJob, model=None, tokenizer=None, console=None) -> list[dict]:
 
     check_job(job)
     records = read_input(Path(job.input))
-    if job.merge and job.backend in ("native", "unconditional"):  # reading stored scores needs no model
+    if job.merge and job.backend in ("native", "unconditional", "random"):  # stored scores need no model
         from thinkc.cts.backends import StoredScores, load_reference_tokenizer
 
         backend = StoredScores(job.backend, tokenizer or load_reference_tokenizer(job.reference))

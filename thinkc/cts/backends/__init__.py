@@ -1,7 +1,7 @@
 """CTS scoring backends, one small module each.
 
 Two kinds:
-- "scores" backends (native, unconditional) give a float32 score per thinking token; selection at
+- "scores" backends (native, unconditional, random) give a float32 score per thinking token; selection at
   any ratio then happens in thinkc.cts.select, so a new ratio needs no rescoring.
 - "text" backends (llmlingua, llmlingua2) wrap LLMLingua's PromptCompressor, which compresses to
   text at one rate per call; their outputs are stored per ratio.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from thinkc.errors import ThinkcError
 
-BACKENDS = ("native", "unconditional", "llmlingua", "llmlingua2")
+BACKENDS = ("native", "unconditional", "random", "llmlingua", "llmlingua2")
 
 
 def reference_folder(name: str) -> str:
@@ -56,6 +56,10 @@ def make_backend(name: str, reference: str | None = None, *, model=None, tokeniz
             model, tokenizer = load_reference(reference, device, dtype)
         cls = NativeBackend if name == "native" else UnconditionalBackend
         return cls(model, tokenizer, batch_size=batch_size, window=window, reference=reference)
+    if name == "random":  # the control: no model, the reference's tokenizer only
+        from thinkc.cts.backends.random import RandomBackend
+
+        return RandomBackend(tokenizer or load_reference_tokenizer(reference), reference=reference)
     if name == "llmlingua":
         from thinkc.cts.backends.llmlingua import LLMLinguaBackend
 
