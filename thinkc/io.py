@@ -99,13 +99,18 @@ def _output_mode(target: Path) -> int:
     try:
         return stat.S_IMODE(os.stat(target).st_mode)
     except OSError:
-        return 0o666 & ~_umask()
+        return new_file_mode()
+
+
+def new_file_mode() -> int:
+    """The permission bits a newly created file gets: 0666 minus the umask."""
+    return 0o666 & ~_umask()
 
 
 def follow_umask(folder: Path) -> None:
     """Give every file under `folder` a new file's mode (0666 minus the umask): libraries that save
     through a private temp file (safetensors under transformers' save_pretrained) leave 0600."""
-    mode = 0o666 & ~_umask()
+    mode = new_file_mode()
     for f in Path(folder).rglob("*"):
         if f.is_file() and not f.is_symlink():
             with contextlib.suppress(OSError):
