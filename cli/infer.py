@@ -59,6 +59,21 @@ def _print_answer(console, row: dict, max_new_tokens: int) -> None:
                        style="bold"))
 
 
+def _print_engine(console, stats, settings, output) -> None:
+    """The engine's line (rows in flight, KV held, preemptions, cold start) and `<output>.summary.json`."""
+    from thinkc.infer.outputs import write_summary
+    from thinkc.infer.shard import world
+
+    s = stats.summary()
+    pool = f"pool {s['kv_budget']:,} KV tokens" if settings.kv_budget else f"{s['kv_budget']:,} KV tokens reserved"
+    cold = f", cold start {s['cold_start_s']:.1f} s" if s["cold_start_s"] is not None else ""
+    console.print(f"engine: {pool}, peak {s['kv_peak']:,} in use, up to {s['max_rows_in_flight']} rows in flight, "
+                  f"{s['preemptions']} preemptions, {s['forwards_per_token']:.2f} forwards per token{cold}",
+                  highlight=False)
+    if world()[0] == 0:
+        console.print(f"wrote {write_summary(output, stats, settings)}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command("infer")(infer)
 
@@ -76,9 +91,20 @@ def infer(
                                                               "(default: tiny-lightthinker for gist methods, else tiny-sft)."),
     gist_config: Optional[str] = typer.Option(None, "--gist-config", help="Gist layout preset or file "
                                                                           "(default: the one saved with the model)."),
-    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Decode slots: samples decoded together "
-                                                                       "(continuous batching: a finished sample's "
-                                                                       "slot takes the next one at once)."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Most rows in flight: samples decoded "
+                                                                       "together (continuous batching: a finished "
+                                                                       "sample's slot takes the next one at once)."),
+    kv_budget: Optional[int] = typer.Option(None, "--kv-budget", min=1,
+                                            help="KV tokens for all rows together, in pages (a pool): rows are "
+                                                 "admitted while pages are free and the youngest is swapped to host "
+                                                 "memory when it runs dry, so a method that keeps fewer keys decodes "
+                                                 "more rows at once. Tokens are the same under any budget. Default: "
+                                                 "on CUDA what fits beside the weights (90% of free memory); on CPU "
+                                                 "none (every row reserves its full length)."),
+    page_size: int = typer.Option(16, "--page-size", min=1, help="Tokens per KV page (with a pool)."),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile",
+                                           help="Run the decode step under torch.compile (CUDA graphs on GPU). "
+                                                "Default: on for CUDA, off on CPU. The cold start is printed."),
     max_new_tokens: int = typer.Option(1024, "--max-new-tokens", min=1, help="Generation limit per sample."),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 = greedy."),
     top_p: float = typer.Option(1.0, "--top-p", min=0.0, max=1.0, help="Nucleus sampling mass (with --temperature > 0)."),
@@ -92,7 +118,8 @@ def infer(
                                                  help="Force a gist compression every N generated tokens "
                                                       "(untrained models: measures the mechanics)."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 (default), bfloat16 or float16."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, bfloat16 or float16 (default: bfloat16 on "
+                                                              "CUDA, float32 on CPU)."),
 ):
     """Generate answers with in-place KV compaction and report accuracy, peak KV and dependency."""
     import torch
@@ -106,6 +133,9 @@ def infer(
     budget = _parse_budget(budget)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    on_cuda = device.startswith("cuda")
+    dtype = dtype or ("bfloat16" if on_cuda else None)
+    compile = on_cuda if compile is None else compile
     console = Console()
     if input is not None and output is None:
         raise ThinkcError("--output is required with --input (the JSONL the samples are written to)")
@@ -114,7 +144,8 @@ def infer(
     records = load_inputs(input, prompt)
     o = dict(method=method, model=model, gist_config=gist_config, budget=budget, window=window, device=device,
              dtype=dtype, batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature,
-             top_p=top_p, seed=seed, compress_every=compress_every, show_answer=prompt is not None)
+             top_p=top_p, seed=seed, compress_every=compress_every, show_answer=prompt is not None,
+             kv_budget=kv_budget, page_size=page_size, compile=compile)
     if output is None:  # --prompt alone: decode into a scratch file, print the answer
         import tempfile
 
@@ -127,6 +158,7 @@ def _infer(console, records: list[dict], output: Path, o: dict, keep: bool) -> N
     """Decode `records` into `output` with a progress bar; the summary, and the answer of a --prompt."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from thinkc.infer.pool import default_kv_budget
     from thinkc.infer.run import (InferSettings, RunStats, check_resumable, prepare, read_done, run_inference,
                                   summarize)
     from thinkc.infer.sampling import SamplingConfig
@@ -140,7 +172,9 @@ def _infer(console, records: list[dict], output: Path, o: dict, keep: bool) -> N
     extra = {k: o[k] for k in ("budget", "window", "gist_config") if o[k] is not None}
     settings = InferSettings(method=method, model_label=label, batch_size=o["batch_size"],
                              max_new_tokens=o["max_new_tokens"], compress_every=o["compress_every"],
-                             sampling=SamplingConfig(o["temperature"], o["top_p"], o["seed"]), extra=extra)
+                             sampling=SamplingConfig(o["temperature"], o["top_p"], o["seed"]), extra=extra,
+                             kv_budget=o["kv_budget"] or default_kv_budget(mdl, o["page_size"]),
+                             page_size=o["page_size"], compile=o["compile"])
     check_resumable(done, settings, output)
     if skipped:
         console.print(f"resuming: {skipped} of {len(records)} samples already in {output}", highlight=False)
@@ -161,6 +195,8 @@ def _infer(console, records: list[dict], output: Path, o: dict, keep: bool) -> N
                              on_sample=lambda row: progress.advance(task), stats=stats)
 
     _print_summary(console, summarize(rows), method, label, stats, output if keep else None)
+    if keep and stats.samples:
+        _print_engine(console, stats, settings, output)
     if o["show_answer"]:
         _print_answer(console, rows[0], o["max_new_tokens"])
     if keep:

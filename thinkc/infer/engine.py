@@ -28,8 +28,10 @@ from thinkc.gist.rule import NEVER, Role
 from thinkc.infer.cache import StaticGistCache
 from thinkc.infer.gistpath import gist_admitted, gist_step, is_gist_fast
 from thinkc.infer.plain import is_plain, plain_admitted, plain_results, plain_step
+from thinkc.infer.pool import PagedKVCache
 from thinkc.infer.result import DecodeResult, force_table
 from thinkc.infer.sampling import SamplingConfig, choose_tokens, make_generator
+from thinkc.infer.scheduler import Scheduler
 from thinkc.infer.state import Rows, Slots
 from thinkc.infer.recording import grow, record_fed, record_logits
 from thinkc.infer.step import GistTemplates, additive, block_rest, gist_decisions, step_mask, step_queries
@@ -39,7 +41,8 @@ from thinkc.ops.compact import ranges_from_keep_mask
 class DecodeEngine:
     def __init__(self, model, policy, *, slots: int, max_prompt: int, max_new_tokens: int, eos_ids=(),
                  sampling: SamplingConfig = SamplingConfig(), prefill_chunk: int = 512, record: bool = False,
-                 compile: bool | str = False, kv_bucket: int = 256, plain: bool = True):
+                 compile: bool | str = False, kv_bucket: int = 256, plain: bool = True,
+                 kv_budget: int | None = None, page_size: int = 16):
         self.model, self.policy, self.B = model, policy, int(slots)
         self.base = model.get_decoder() if hasattr(model, "get_decoder") else model.model
         self.head = model.get_output_embeddings()
@@ -55,7 +58,11 @@ class DecodeEngine:
         self.eos = torch.tensor(sorted({int(e) for e in eos_ids}) or [-1], device=self.device)
         close = len(self.spec.close_ids) if self.spec is not None else 0
         cap = int(max_prompt) + self.max_new + self.Wb + 1
-        self.cache = StaticGistCache.for_model(model, self.B, cap)
+        if kv_budget is None:  # every row at full capacity
+            self.cache, self.sched = StaticGistCache.for_model(model, self.B, cap), None
+        else:  # a page pool of kv_budget tokens for all rows (thinkc.infer.pool, thinkc.infer.scheduler)
+            self.cache = PagedKVCache.for_model(model, self.B, cap, int(kv_budget), int(page_size))
+            self.sched = Scheduler(self)
         self.slots = Slots(self.B, cap, self.device)
         self.rows = Rows(self.B, self.max_new, self.Wb, close, self.device)
         self.cache_kw = "cache" if "cache" in inspect.signature(self.base.forward).parameters else "past_key_values"
@@ -69,6 +76,11 @@ class DecodeEngine:
         self._emitting = 0
         self.sink = None
         self.steps = 0
+        self.forwards = 0  # model forwards (prefill chunks, decode steps, gist-block rests)
+        self.max_rows = 0  # rows in flight at the fullest step
+        self.row_steps = self.measured_steps = 0  # rows in flight summed over decode steps, and the steps
+        self.kv_in_use = 0  # KV tokens held at the fullest step (the pool: pages x page size)
+        self.cold_start_s: float | None = None  # run start to the end of the first decode step (compile included)
         self._left = [0] * self.B
         self.kv_bucket = int(kv_bucket)
         # host-driven fast paths, chosen per run: vanilla (thinkc.infer.plain), LightThinker (thinkc.infer.gistpath)
@@ -122,6 +134,8 @@ class DecodeEngine:
         indices = list(range(len(prompts))) if indices is None else list(indices)
         self._prompts, self._indices, self._force = prompts, indices, force
         self._pmeta = list(prompt_meta) if prompt_meta is not None else [None] * len(prompts)
+        if self.sched is not None:
+            self.sched.check_prompts(prompts)
         self.plain = self.allow_plain and is_plain(self, self._pmeta)
         self.gistfast = self.allow_plain and not self.plain and is_gist_fast(self, self._pmeta)
         self._out: dict[int, DecodeResult] = {}
@@ -132,18 +146,83 @@ class DecodeEngine:
         ctx = scored_attention(self.model) if self.policy.needs_attention else nullcontext()
         with ctx as sink:
             self.sink = sink
-            while queue or any(o is not None for o in self.owner):
-                free = [s for s in range(self.B) if self.owner[s] is None]
-                if queue and free:
-                    take = [queue.popleft() for _ in range(min(len(free), len(queue)))]
-                    self._admit(free[:len(take)], take)
-                else:
+            t0 = time.perf_counter()
+            while queue or self._waiting() or any(o is not None for o in self.owner):
+                if not self._schedule(queue):
                     n = self._decode_step()
+                    self._measure(t0)
                     if on_step:
                         on_step(n)
                 self._retire(on_result)
         self.sink = None
         return [self._out[i] for i in range(len(prompts))]
+
+    def _measure(self, t0: float) -> None:
+        """After a decode step: return freed tail pages; rows in flight, KV held, cold start."""
+        live = [s for s in range(self.B) if self.owner[s] is not None]
+        self.max_rows = max(self.max_rows, len(live))
+        self.row_steps += len(live)
+        self.measured_steps += 1
+        if self.sched is not None:
+            self.sched.after_step()
+            self.kv_in_use = max(self.kv_in_use, self.cache.pages.used * self.cache.page_size)
+        else:
+            self.kv_in_use = max(self.kv_in_use, sum(self._lengths[s] for s in live))
+        if self.cold_start_s is None:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.cold_start_s = time.perf_counter() - t0
+
+    def summary(self) -> dict:
+        """The run's engine measurements (thinkc infer's summary.json). Without a pool, kv_budget is what
+        the slots reserve (rows x capacity) and kv_peak the keys rows held at the fullest step."""
+        mean_rows = self.row_steps / self.measured_steps if self.measured_steps else 0.0
+        out = {"max_rows_in_flight": self.max_rows, "mean_rows_in_flight": round(mean_rows, 2), "kv_peak": self.kv_in_use, "forwards": self.forwards,
+               "cold_start_s": None if self.cold_start_s is None else round(self.cold_start_s, 3),
+               "kv_budget": self.B * self.cache.capacity, "preemptions": 0, "page_size": None}
+        if self.sched is not None:
+            out |= self.sched.summary()
+            out["kv_peak"] = self.kv_in_use
+        return out
+
+    def _waiting(self) -> bool:
+        return self.sched is not None and bool(self.sched.swapped)
+
+    def _schedule(self, queue: deque) -> bool:
+        """Fill free slots: preempted rows first (oldest first), then newcomers, as far as the pool
+        admits them. False when nothing was admitted (the caller runs a decode step)."""
+        free = [s for s in range(self.B) if self.owner[s] is None]
+        if not free:
+            return False
+        if self.sched is None:
+            if not queue:
+                return False
+            take = [queue.popleft() for _ in range(min(len(free), len(queue)))]
+            self._admit(free[:len(take)], take)
+            return True
+        p = self.sched.next_resume()
+        if p is not None:
+            self.sched.resume(free[0], p)
+            return True
+        if self.sched.swapped:  # a preempted row waits for pages: newcomers do not pass it
+            return self._nothing_runs(self.sched.swapped[0].length)
+        take, need = [], 0
+        while queue and len(take) < len(free) and self.sched.fits(need + len(self._prompts[queue[0]]) + 1):
+            need += -(-len(self._prompts[queue[0]]) // self.cache.page_size) * self.cache.page_size
+            take.append(queue.popleft())
+        if not take:
+            return self._nothing_runs(len(self._prompts[queue[0]])) if queue else False
+        self.sched.admitted(free[:len(take)], [self._prompts[i] for i in take])
+        self._admit(free[:len(take)], take)
+        return True
+
+    def _nothing_runs(self, tokens: int) -> bool:
+        if any(o is not None for o in self.owner):
+            return False  # running rows will free pages
+        from thinkc.errors import ThinkcError
+
+        raise ThinkcError(f"--kv-budget {self.cache.kv_budget}: a row of {tokens} tokens does not fit in the empty "
+                          "pool; raise --kv-budget")
 
     def _admit(self, slots: list[int], items: list[int]) -> None:
         """Prefill newcomers into free slots (alone, chunked) and decide their first token."""
@@ -196,6 +275,8 @@ class DecodeEngine:
                 res.logits = m["logits"]
             self._out[i] = res
             self.owner[s] = None
+            if self.sched is not None:
+                self.sched.retired(s)
             if on_result:
                 on_result(res)
 
@@ -248,7 +329,10 @@ class DecodeEngine:
         a row feeds its generated token, or the next token of the gist block it is feeding. A row emits
         a new token when its feed is done: after a plain token, or after the block's [o]. Returns the
         rows that emitted."""
+        if self.sched is not None:
+            self.sched.reserve()
         if self.plain or self.gistfast:
+            self.forwards += 1
             return plain_step(self) if self.plain else gist_step(self)
         R = self.rows
         kv_len = self.hi + 1
@@ -277,6 +361,7 @@ class DecodeEngine:
                  rest: bool = False):
         """Write q's metadata, build the rule's mask, run the model on the cache; logits at `last`
         (None: a width-1 step)."""
+        self.forwards += 1
         self.slots.write(r, index, q)
         vis = step_mask(self.slots, q, r, kv_len, self.policy.flags)
         if self.record:

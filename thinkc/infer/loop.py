@@ -40,6 +40,9 @@ def decode(
     prefill_chunk: int = 512,
     compile: bool = False,
     prompt_meta=None,
+    kv_budget: int | None = None,
+    page_size: int = 16,
+    engine_out: list | None = None,
 ) -> list[DecodeResult]:
     """Decode every prompt (token id lists, ragged) to at most `max_new_tokens` tokens or an EOS id.
     `force_compress` forces a gist compression after a given generated token: every N tokens (int),
@@ -49,12 +52,17 @@ def decode(
     finishes. Returns one DecodeResult per prompt, in order. `pad_id` is unused (kept for callers):
     padding slots are masked by the rule, their token ids never matter. `compile` runs the decode
     step's forward under torch.compile (CUDA graphs on GPU; see DecodeEngine._compile).
-    `prompt_meta`: per prompt None or the GistMeta of a compressed prompt (aug / recover)."""
+    `prompt_meta`: per prompt None or the GistMeta of a compressed prompt (aug / recover).
+    `kv_budget`: KV tokens for all rows together, in pages of `page_size` (thinkc.infer.pool): rows
+    are admitted by free pages and preempted (swapped to host) when the pool runs dry; None gives
+    every row its full capacity. `engine_out`: a list the engine is appended to (its measurements)."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("decode needs non-empty prompts")
     engine = DecodeEngine(model, policy, slots=min(batch_size or len(prompts), len(prompts)),
                           max_prompt=max(map(len, prompts)), max_new_tokens=max_new_tokens, eos_ids=eos_ids,
                           sampling=sampling, prefill_chunk=prefill_chunk, record=record_logits,
-                          compile=compile)
+                          compile=compile, kv_budget=kv_budget, page_size=page_size)
+    if engine_out is not None:
+        engine_out.append(engine)
     return engine.run(prompts, sample_indices, force_compress, on_step=on_step, on_result=on_result,
                       prompt_meta=prompt_meta)

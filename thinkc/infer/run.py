@@ -14,7 +14,9 @@ from typing import Callable, Iterable
 
 from thinkc.errors import ThinkcError
 from thinkc.infer.policies import GIST_METHODS, CachePolicy
-from thinkc.infer.sampling import SamplingConfig
+from thinkc.infer.outputs import (InferSettings, RunStats, check_resumable, output_row, prompt_hash,  # noqa: F401
+                                   read_done)
+from thinkc.infer.sampling import SamplingConfig  # noqa: F401
 from thinkc.io import atomic_write
 
 GIST_CONFIG_FILE = "gist_config.json"  # saved beside trained checkpoints (thinkc.train.trainer)
@@ -50,88 +52,6 @@ def eos_ids(tokenizer) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
-def read_done(path: str | os.PathLike) -> dict[str, dict]:
-    """Rows already in an output file, by id. A torn last line (killed mid-write) is ignored."""
-    done = {}
-    p = Path(path)
-    if not p.is_file():
-        return done
-    with open(p, encoding="utf-8") as f:
-        for line in f:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict) and "id" in row:
-                done[str(row["id"])] = row
-    return done
-
-
-@dataclass
-class InferSettings:
-    method: str
-    model_label: str
-    batch_size: int = 8
-    max_new_tokens: int = 1024
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    compress_every: int | None = None  # force a compression every N generated tokens (gist methods)
-    extra: dict = field(default_factory=dict)  # other settings that change results (budget, window, gist config)
-
-    def fingerprint(self) -> dict:
-        """What a row's result depends on: a resume reuses only rows made with the same values.
-        The batch size is not in it: continuous batching gives every sample the same tokens."""
-        s = self.sampling
-        return {"method": self.method, "model": self.model_label, "max_new_tokens": self.max_new_tokens,
-                "temperature": s.temperature, "top_p": s.top_p, "seed": s.seed,
-                "compress_every": self.compress_every, **{k: v for k, v in sorted(self.extra.items())}}
-
-
-def prompt_hash(ids: list[int]) -> str:
-    import hashlib
-
-    return hashlib.sha1(json.dumps(ids).encode()).hexdigest()[:16]
-
-
-def output_row(record: dict, settings: InferSettings, prompt_len: int, result, tokenizer, phash: str = "") -> dict:
-    text = tokenizer.decode(result.tokens, skip_special_tokens=True)
-    from thinkc.eval.answers import extract_answer
-
-    pred = extract_answer(text)
-    row = {"id": str(record["id"]), "method": settings.method, "model": settings.model_label,
-           "prompt_tokens": prompt_len, "text": text, "pred": pred, "metrics": result.metrics(),
-           "settings": settings.fingerprint(), "prompt_hash": phash}
-    if record.get("answer") is not None:
-        row["gold"] = record["answer"]
-    return row
-
-
-def check_resumable(done: dict[str, dict], settings: InferSettings, output) -> None:
-    """One clear error when the output holds rows made with other settings (never mix runs)."""
-    want = settings.fingerprint()
-    for row in done.values():
-        got = row.get("settings")
-        if got == want:
-            continue
-        if not isinstance(got, dict):
-            raise ThinkcError(f"{output} holds rows without run settings (not a thinkc infer output of this "
-                              "version): choose another --output")
-        diff = ", ".join(f"{k}={got.get(k)!r} there vs {want.get(k)!r} now"
-                         for k in sorted(set(got) | set(want)) if got.get(k) != want.get(k))
-        raise ThinkcError(f"{output} holds rows made with other settings ({diff}): choose another --output "
-                          "or delete it")
-
-
-@dataclass
-class RunStats:
-    samples: int = 0
-    wall_s: float = 0.0
-    generated_tokens: int = 0
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.generated_tokens / self.wall_s if self.wall_s > 0 else 0.0
-
-
 def _force(settings: InferSettings):
     if settings.compress_every and settings.method in GIST_METHODS:
         return int(settings.compress_every)
@@ -156,7 +76,7 @@ def run_inference(model, tokenizer, records: list[dict], policy: CachePolicy, se
     if size > 1:
         from thinkc.infer.shard import run_sharded
 
-        return run_sharded(model, tokenizer, records, policy, settings, build_prompt, output, on_tokens,
+        return run_sharded(_run_local, model, tokenizer, records, policy, settings, build_prompt, output, on_tokens,
                            on_sample, stats, rank, size)
     return _run_local(model, tokenizer, records, policy, settings, build_prompt, output, on_tokens, on_sample, stats)
 
@@ -198,12 +118,16 @@ def _run_local(model, tokenizer, records, policy, settings, build_prompt, output
                 if on_sample:
                     on_sample(row)
 
+            engines = []
             decode(model, prompts, policy, max_new_tokens=settings.max_new_tokens, eos_ids=eos_ids(tokenizer),
                    sampling=settings.sampling, force_compress=_force(settings), sample_indices=[i for i, _ in todo],
                    on_step=on_tokens, on_result=finished, batch_size=settings.batch_size,
-                   prompt_meta=metas if any(m is not None for m in metas) else None)
+                   prompt_meta=metas if any(m is not None for m in metas) else None,
+                   kv_budget=settings.kv_budget, page_size=settings.page_size, compile=settings.compile,
+                   engine_out=engines)
     if stats is not None:
         stats.samples, stats.wall_s, stats.generated_tokens = len(todo), time.perf_counter() - t0, n_tok
+        stats.engine = engines[0].summary() if todo else {}
     ordered = [done[i] for i in ids]
     keep = set(ids)
     extra = [row for k, row in done.items() if k not in keep]  # rows of other inputs stay

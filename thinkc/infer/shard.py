@@ -35,16 +35,17 @@ def _barrier() -> None:
     dist.barrier()
 
 
-def run_sharded(model, tokenizer, records, policy, settings, build_prompt, output, on_tokens, on_sample, stats,
-                rank: int, size: int) -> list[dict]:
-    from thinkc.infer.run import _run_local, check_resumable, read_done
+def run_sharded(run_local, model, tokenizer, records, policy, settings, build_prompt, output, on_tokens, on_sample,
+                stats, rank: int, size: int) -> list[dict]:
+    """`run_local`: thinkc.infer.run's single-process run, called on this rank's shard."""
+    from thinkc.infer.outputs import check_resumable, read_done
 
     merged = read_done(output)
     check_resumable(merged, settings, output)
     mine = [r for i, r in enumerate(records) if i % size == rank and str(r["id"]) not in merged]
     part = shard_path(output, rank, size)
     if mine:
-        _run_local(model, tokenizer, mine, policy, settings, build_prompt, part, on_tokens, on_sample, stats)
+        run_local(model, tokenizer, mine, policy, settings, build_prompt, part, on_tokens, on_sample, stats)
     _barrier()
     if rank == 0:
         for r in range(size):
