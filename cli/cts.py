@@ -14,14 +14,28 @@ def register(data_app: typer.Typer) -> None:
     data_app.command("cts-reference")(cts_reference)
 
 
-def cts_reference(recipe: Path = typer.Argument(..., help="Reference recipe YAML (configs/train/tiny_cts_reference.yaml).")):
+def cts_reference(
+    recipe: Path = typer.Argument(..., help="Reference recipe: a shipped name (tiny_cts_reference) or a YAML file; "
+                                            "its relative paths resolve next to it, then in the current folder."),
+    with_base: bool = typer.Option(False, "--with-base", help="First train the missing `thinkc train` recipes that "
+                                                               "write its init model (init_recipe), oldest first."),
+):
     """Train a CTS reference model on a held-out split, on the scorer's conditional and
-    unconditional rows (thinkc.cts.reference), so it can use the answer it is conditioned on."""
+    unconditional rows (thinkc.cts.reference), so it can use the answer it is conditioned on.
+    A missing init model names the `thinkc train` recipe to run first (or use --with-base).
+    """
     import json
 
-    from thinkc.cts.reference import ReferenceRecipe, train_reference
+    from rich.console import Console
 
-    summary = train_reference(ReferenceRecipe.load(recipe))
+    from thinkc.cts.reference import ReferenceRecipe, train_reference
+    from thinkc.train.chain import check_base, missing_bases, train_bases
+
+    rec = ReferenceRecipe.load(recipe)
+    if with_base:
+        train_bases(missing_bases(rec.init, rec.init_recipe), Console(stderr=True))
+    check_base(rec.init, rec.init_recipe)
+    summary = train_reference(rec)
     print(json.dumps(summary))
 
 

@@ -8,13 +8,36 @@ from typing import List, Optional
 import typer
 
 
+TRAIN_HELP = """Fine-tune a model: sft (plain chat; also CTS-compressed data), lightthinker (gist tokens +
+gist attention) or anllm. Multi-GPU: launch with torchrun / deepspeed / accelerate (docs/training.md).
+
+Paths in a recipe file: a relative path is looked up next to the recipe first (what ships with
+it: gist configs, DeepSpeed JSON, data kept beside it), then in the current folder (what earlier
+commands wrote: runs/<name>/final, data/train.jsonl). train.output and paths given as flags are
+relative to the current folder. A recipe that continues another one's model names it
+(model.recipe); when that model is missing, the error says which `thinkc train` to run first.
+Stage 1 of the tiny recipes (tiny_base, then tiny_base_2 .. tiny_base_6) comes before the rest;
+--with-base trains what is missing of it.
+
+Examples:
+
+  thinkc train tiny_base
+
+  thinkc train tiny_sft --with-base
+
+  thinkc train tiny_lightthinker --check
+"""
+
+
 def register(app: typer.Typer) -> None:
-    app.command("train")(train)
+    app.command("train", help=TRAIN_HELP)(train)
 
 
 def train(
     config: Optional[Path] = typer.Argument(None, help="Training config (YAML/JSON) or a shipped recipe name "
-                                                       "(tiny_sft, tiny_lightthinker, ...: configs/train/<name>.yaml)."),
+                                                       "(tiny_sft, tiny_lightthinker, ...: configs/train/<name>.yaml). "
+                                                       "Relative paths inside it resolve next to it first, then in the "
+                                                       "current folder."),
     set_: List[str] = typer.Option([], "--set", help="Override any config key: --set train.lr=2e-5 (repeatable)."),
     method: Optional[str] = typer.Option(None, "--method", help="sft | lightthinker | anllm."),
     model: Optional[str] = typer.Option(None, "--model", help="Base model: local folder, smollm2, a shipped checkpoint, or `tiny` (random init)."),
@@ -39,10 +62,12 @@ def train(
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda."),
     eval_data: Optional[str] = typer.Option(None, "--eval-data", help="Eval records JSONL (or `synth`): eval loss, and for lightthinker the <w> recall."),
     report_to: Optional[str] = typer.Option(None, "--report-to", help="Log metrics to none | tensorboard | wandb (comma-separated for several)."),
-    check: bool = typer.Option(False, "--check", help="Validate the config and data, print the resolved config, and exit."),
+    check: bool = typer.Option(False, "--check", help="Validate the config, data and base model, print the resolved "
+                                                      "config, and exit."),
+    with_base: bool = typer.Option(False, "--with-base", help="First train the recipes this one continues (model.recipe) "
+                                                              "whose final model is missing, oldest first, each as its "
+                                                              "file says (flags apply to this recipe only)."),
 ):
-    """Fine-tune a model: sft (plain chat; also CTS-compressed data), lightthinker (gist tokens +
-    gist attention) or anllm. Multi-GPU: launch with torchrun / deepspeed / accelerate (docs/training.md)."""
     from rich.console import Console
 
     from thinkc.train.config import load_config
@@ -58,10 +83,11 @@ def train(
         ("train.gradient_checkpointing", gradient_checkpointing), ("train.bf16", bf16), ("train.resume", resume),
         ("train.deepspeed", deepspeed), ("gist.config", gist_config), ("train.seed", seed),
         ("train.device", device), ("data.eval", eval_data), ("train.report_to", report_to)])
-    cfg = load_config(config, sets=set_, overrides=over)
+    cfg = load_config(config, sets=set_, overrides=over, check_model=not with_base)
     console = Console()
+    pending = bases(cfg, check, console) if with_base else []
     if check:
-        return print_check(cfg, console)
+        return print_check(cfg, console, tiles=not pending)  # tile shares need the base's tokenizer
 
     from thinkc.train import run_training
 
@@ -70,7 +96,26 @@ def train(
         console.print(f"[green]done[/]: {summary(r)}; model in {r.final_dir}", highlight=False)
 
 
-def print_check(cfg, console) -> None:
+def bases(cfg, check: bool, console) -> list[str]:
+    """--with-base: train the missing base recipes, oldest first, and check the base model is there
+    now; with --check, only validate them and return the ones still to train."""
+    from rich.console import Console
+
+    from thinkc.train.chain import check_base, missing_bases, plan, train_bases
+
+    chain = missing_bases(cfg.model.name, cfg.model.recipe) if cfg.model.init == "pretrained" else []
+    if check and chain:
+        plan(chain)
+        console.print(f"--with-base trains {', '.join(chain)} first (their configs check out)", highlight=False)
+        return chain
+    if chain:
+        train_bases(chain, Console(stderr=True))
+    if cfg.model.init == "pretrained":
+        check_base(cfg.model.name, cfg.model.recipe)
+    return []
+
+
+def print_check(cfg, console, tiles: bool = True) -> None:
     """--check: the resolved config and the record counts (the data is read, no model loaded)."""
     import yaml
 
@@ -84,7 +129,8 @@ def print_check(cfg, console) -> None:
     console.print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), highlight=False)
     console.print(f"[green]ok[/]: {len(records)} records" + (f", {len(held)} eval records" if held else ""),
                   highlight=False)
-    print_tile_shares(cfg, records, console)
+    if tiles:
+        print_tile_shares(cfg, records, console)
 
 
 def print_tile_shares(cfg, records, console) -> None:
@@ -119,6 +165,7 @@ def overrides(method, model, lora, lora_r, flags: list) -> dict:
     elif model is not None:
         put("model.name", model)
         put("model.init", "pretrained")
+        over["model"]["recipe"] = None  # another model: the recipe's base chain no longer applies
     put("lora.enabled", True if lora_r is not None and lora is None else lora)
     put("lora.r", lora_r)
     for key, value in flags:

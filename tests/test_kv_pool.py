@@ -57,11 +57,13 @@ def test_tight_pool_equals_unbudgeted(method, plain):
     prompts, policy = _prompts(), _policy(method)
     free, _ = _run(model, prompts, policy, plain=plain)
     held = []
-    tight, engine = _run(model, prompts, policy, plain=plain, kv_budget=96, page_size=8,
+    budget = 48 if method in ("h2o", "streamingllm") else 96  # those keep rows short by themselves
+    tight, engine = _run(model, prompts, policy, plain=plain, kv_budget=budget, page_size=8,
                          on_step=lambda e: held.append(e.cache.pages.used))
     _same(tight, free)
-    assert engine.sched.preemptions > 0
-    assert max(held) <= 12 and engine.summary()["kv_peak"] <= 96
+    if budget == 96:  # rows outgrow their admission: preempted and resumed
+        assert engine.sched.preemptions > 0
+    assert max(held) <= budget // 8 and engine.summary()["kv_peak"] <= budget
     assert engine.summary()["max_rows_in_flight"] < len(prompts)
 
 
@@ -124,3 +126,24 @@ def test_budget_too_small_is_one_clear_error():
         decode(model, _prompts(), VanillaPolicy(), max_new_tokens=8, kv_budget=16, page_size=8)
     with pytest.raises(ThinkcError, match="one row alone outgrew the pool"):
         decode(model, _prompts(lens=[5]), VanillaPolicy(), max_new_tokens=40, kv_budget=32, page_size=8)
+
+
+def test_slots_follow_rows_in_flight():
+    """With a pool the engine runs a power-of-two bucket of slots for the rows in flight: 20 rows under
+    a tight pool shrink it to 8 slots and back, moving rows between slots, and still give the
+    unbudgeted run's tokens and logits."""
+    model = tiny_model("qwen2", vocab_size=256)
+    prompts = _prompts(11, [4 + i % 9 for i in range(20)])
+    policy = _policy("lightthinker")
+    free, _ = _run(model, prompts, policy)
+    sizes = []
+    tight, engine = _run(model, prompts, policy, kv_budget=160, page_size=8, on_step=lambda e: sizes.append(e.B))
+    _same(tight, free)
+    assert max(sizes) == 20 > 8 == min(sizes)
+
+
+def test_bucket_sizes():
+    from thinkc.infer.buckets import bucket
+
+    assert [bucket(n, 64) for n in (0, 1, 8, 9, 17, 33, 64, 80)] == [8, 8, 8, 16, 32, 64, 64, 64]
+    assert bucket(30, 20) == 20

@@ -33,7 +33,8 @@ def wheel(tmp_path_factory):
 
 def test_wheel_ships_every_config(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for kind, suffix in (("train", ".yaml"), ("deepspeed", ".json"), ("gist", ".json"), ("accelerate", ".yaml")):
+    for kind, suffix in (("train", ".yaml"), ("train", ".json"), ("deepspeed", ".json"), ("gist", ".json"),
+                         ("accelerate", ".yaml")):
         shipped = sorted(p.name for p in (ROOT / "configs" / kind).glob(f"*{suffix}"))
         assert shipped, kind
         missing = [n for n in shipped if f"thinkc/configs/{kind}/{n}" not in names]
@@ -50,12 +51,16 @@ def test_installed_wheel_trains_a_recipe_by_name(wheel, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(site), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     probe = ("import thinkc.train.shipped as s, thinkc.train.config as c; from thinkc.gist.config import GistConfig; "
              "cfg = c.load_config('tiny_sft', sets=['train.deepspeed=zero3'], check_files=False); "
-             "print(s.configs_root()); print(cfg.train.deepspeed); print(GistConfig.load('qwen').n_cache)")
+             "print(s.configs_root()); print(cfg.train.deepspeed); print(GistConfig.load('qwen').n_cache); "
+             "lt = c.load_config('tiny_lightthinker', check_files=False).gist_config_name; "
+             "print(lt); print(GistConfig.load(lt).n_cache)")
     p = subprocess.run([sys.executable, "-c", probe], cwd=run_dir, env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr[-3000:]
-    root, ds, n_cache = p.stdout.split()
+    root, ds, n_cache, lt_gist, lt_n_cache = p.stdout.split()
     assert Path(root) == site / "thinkc" / "configs" and Path(ds) == site / "thinkc/configs/deepspeed/zero3.json"
     assert n_cache == "9"
+    # a recipe's own gist config resolves next to the recipe, inside the install
+    assert Path(lt_gist) == site / "thinkc/configs/train/tiny_lightthinker.gist.json" and lt_n_cache == "4"
     # tiny_base trains from scratch (tiny_sft & co. continue from its run folder)
     p = subprocess.run([sys.executable, "-m", "thinkc.cli.main", "train", "tiny_base", "--max-steps", "2",
                         "-o", str(run_dir / "run"), "--set", "data.synth.n=16", "--set", "train.max_minutes=0"],

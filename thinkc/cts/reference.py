@@ -14,7 +14,10 @@ held-out record (loss on the thinking tokens only), so the conditional pass lear
 answer: the steps that the answer's chain of results determines become predictable given it,
 while filler stays as unpredictable with the answer as without.
 
-    thinkc data cts-reference configs/train/tiny_cts_reference.yaml
+    thinkc data cts-reference tiny_cts_reference      # configs/train/tiny_cts_reference.yaml
+
+Relative paths in a recipe (`init`, `data`) resolve next to the recipe first, then in the current
+folder, as in `thinkc train` recipes (thinkc.train.paths); `output` is relative to the current folder.
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ from thinkc.errors import ThinkcError
 class ReferenceRecipe:
     init: str  # model to start from: a local folder or a shipped checkpoint name
     output: str  # run folder; the model goes to <output>/final
+    init_recipe: str | None = None  # the `thinkc train` recipe whose <output>/final is `init` (thinkc.train.chain)
     synth: dict = field(default_factory=dict)  # the held-out split: synth_records(n, seed, **options)
     exclude: dict = field(default_factory=dict)  # synth_records arguments of the target's training set
     data: str | None = None  # or records JSONL instead of synth
@@ -45,12 +49,31 @@ class ReferenceRecipe:
 
     @classmethod
     def load(cls, path: str | Path) -> "ReferenceRecipe":
+        """A recipe file, or the bare name of a shipped one (configs/train/<name>.yaml)."""
         import yaml
 
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        from thinkc.train.paths import model_keywords, next_to
+        from thinkc.train.shipped import shipped
+
+        path = Path(path)
+        if not path.is_file():
+            found = shipped("train", str(path), ".yaml") if path.suffix == "" else None
+            if found is None:
+                raise ThinkcError(f"{path}: no such reference recipe (shipped: tiny_cts_reference)")
+            path = found
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError:
+            raise ThinkcError(f"{path}: not valid YAML") from None
+        if not isinstance(raw, dict):
+            raise ThinkcError(f"{path}: expected a mapping of recipe keys")
         unknown = set(raw) - set(cls.__dataclass_fields__)
         if unknown:
             raise ThinkcError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
+        folder = path.resolve().parent
+        for key, keywords in (("init", model_keywords()), ("init_recipe", ()), ("data", ())):
+            if key in raw:
+                raw[key] = next_to(raw[key], folder, keywords)
         try:
             return cls(**raw)
         except TypeError as e:

@@ -2,7 +2,9 @@
 `thinkc eval-lighteval` command and its Python form `evaluate_with_lighteval`.
 
 Its per-sample verdicts (the `thinkc_match` metric) are those of `thinkc infer` + `thinkc eval`
-on the same problems: the same records, prompt tokens, decoding and grading.
+on the same problems: the same records, prompt tokens, decoding and grading. Each benchmark is read
+with thinkc's loader and staged for `datasets` first (thinkc.eval.lighteval_tasks.stage_benchmarks),
+so any file `thinkc infer` reads loads, whatever its records' `meta` holds.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from thinkc.errors import ThinkcError
-from thinkc.eval.lighteval_tasks import TASK_FOLDERS, offline_lighteval, task_name, tasks_module
+from thinkc.eval.lighteval_tasks import TASK_FOLDERS, offline_lighteval, stage_benchmarks, task_name, tasks_module
 
 
 @dataclass
@@ -40,13 +42,10 @@ def task_spec(tasks: str) -> str:
     return ",".join(out)
 
 
-def _check_root(root: Path, spec: str) -> None:
-    folders = {task_name(k): TASK_FOLDERS[k] for k in TASK_FOLDERS}
-    for t in spec.split(","):
-        folder = root / folders[t.split("|")[0]]
-        if not any((folder / f"test.{ext}").is_file() for ext in ("jsonl", "json", "csv", "parquet")):
-            raise ThinkcError(f"{folder}: no test.jsonl/.csv/.parquet (lighteval reads each benchmark from "
-                              f"<root>/<{folders[t.split('|')[0]]}>/test.jsonl)")
+def spec_kinds(spec: str) -> list[str]:
+    """The benchmark kinds ("math500", "thinkc", ...) of a lighteval task spec, in order."""
+    kinds = {task_name(k): k for k in TASK_FOLDERS}
+    return list(dict.fromkeys(kinds[t.split("|")[0]] for t in spec.split(",")))
 
 
 def evaluate_with_lighteval(tasks: str, root: str | Path, method: str = "lightthinker", model: str | None = None,
@@ -75,14 +74,14 @@ def _evaluate(tasks, root, method, model, max_samples, output_dir, infer_options
 
     from thinkc.eval.lighteval_model import ThinkcLightevalModel, ThinkcModelConfig
 
-    root = Path(root).expanduser().resolve()
     spec = task_spec(tasks)
-    _check_root(root, spec)
     with tempfile.TemporaryDirectory(prefix="thinkc-lighteval-") as tmp:
-        out = Path(output_dir) if output_dir is not None else Path(tmp)
+        staged = stage_benchmarks(root, spec_kinds(spec), Path(tmp) / "benchmarks")  # before the model loads
+        out = Path(output_dir) if output_dir is not None else Path(tmp) / "results"
         config = ThinkcModelConfig(method=method, model=model, cache_dir=str(Path(tmp) / "cache"), **infer_options)
         lm = ThinkcLightevalModel(config)
-        params = PipelineParameters(launcher_type=ParallelismManager.NONE, custom_tasks_directory=tasks_module(root),
+        params = PipelineParameters(launcher_type=ParallelismManager.NONE,
+                                    custom_tasks_directory=tasks_module(staged, staged=True),
                                     max_samples=max_samples, remove_reasoning_tags=False)
         tracker = EvaluationTracker(output_dir=str(out), save_details=output_dir is not None)
         with offline_lighteval():

@@ -14,6 +14,15 @@ aime/, gpqa_diamond/, gsm8k/, records/ — each with the dataset's own file save
 (GPQA may be test.csv), so `datasets` reads it without the hub. lighteval 0.13's own registry
 imports every built-in task and one of them downloads a file: `offline_lighteval()` stops that.
 
+`thinkc eval-lighteval` (thinkc.eval.lighteval_run) first reads every requested benchmark with
+thinkc's own loader (any file or folder `thinkc infer` reads: JSONL, JSON, CSV, Parquet; every
+layout) and stages it for `datasets` as one JSON text column per record (`stage_benchmarks`), so
+Arrow never types a record's fields: thinkc records whose `meta` mixes types (the synthetic task's
+`ops`: [["+", 12], ...]) load as they are. Inside the Docs, a field Arrow cannot type across the
+task's records (usually `meta`) is carried as JSON text (`doc.specific["json_fields"]` names them),
+so lighteval can save its details too. `build_tasks(root)` without staging (lighteval's own
+--custom-tasks) leaves the files to `datasets`.
+
 Each Doc carries the thinkc record (`doc.specific["record"]`); its query is the question verbatim,
 the user turn `thinkc infer` sends. The thinkc model class (thinkc.eval.lighteval_model) builds the
 prompt with `thinkc.eval.tasks.prompt_ids` (chat template + "<think>\\n"), so lighteval and
@@ -27,6 +36,7 @@ kept as a cross-check.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from pathlib import Path
 
@@ -47,14 +57,15 @@ def task_name(kind: str) -> str:
     return f"thinkc_{TASK_FOLDERS[kind]}"
 
 
-def doc_for(rec: dict, name: str = ""):
-    """The lighteval Doc of a thinkc record: the question as the query, the record in `specific`.
-    The choices are what lighteval's extractive match compares against: the option letters for
-    GPQA, the gold in \\boxed{} (math-verify needs an anchor) otherwise."""
+def doc_for(rec: dict, name: str = "", json_fields: tuple = ()):
+    """The lighteval Doc of a thinkc record: the question as the query, the record in `specific`
+    (`json_fields`: its fields held as JSON text). The choices are what lighteval's extractive match
+    compares against: the option letters for GPQA, the gold in \\boxed{} (math-verify needs an
+    anchor) otherwise."""
     from lighteval.tasks.requests import Doc
 
     gold = rec.get("answer")
-    specific = {"record": rec, "gold": gold}
+    specific = {"record": rec, "gold": gold, **({"json_fields": list(json_fields)} if json_fields else {})}
     if DEFINITIONS[rec["source"]].letters or (rec["source"] == "thinkc" and as_letter(gold or "") and
                                                str(gold).isupper()):
         return Doc(task_name=name, query=rec["question"], choices=list(LETTERS),
@@ -63,12 +74,58 @@ def doc_for(rec: dict, name: str = ""):
                specific=specific, id=rec["id"])
 
 
-def _prompt_function(kind: str):
+def _prompt_function(kind: str, staged: bool = False):
     def prompt(line: dict, task_name: str = ""):
+        if staged:  # a row of stage_benchmarks: the record as JSON text
+            return doc_for(json.loads(line[STAGED_COLUMN]), task_name, tuple(json.loads(line[JSON_FIELDS_COLUMN])))
         return doc_for(to_record(line, kind, GPQA_SEED), task_name)
 
     prompt.__name__ = f"{kind}_prompt"
     return prompt
+
+
+STAGED_COLUMN = "thinkc_record"
+JSON_FIELDS_COLUMN = "thinkc_json_fields"
+TYPED_FIELDS = ("id", "question", "answer", "source")  # strings in every record
+
+
+def arrow_safe(records: list[dict]) -> tuple[list[dict], list[str]]:
+    """The records with every field Arrow cannot type across all of them (mixed-type lists such
+    as the synthetic task's meta.ops, a key that is a number in one record and text in another)
+    replaced by its JSON text; and the names of those fields."""
+    import pyarrow as pa
+
+    keys = sorted({k for r in records for k in r} - set(TYPED_FIELDS))
+    untyped = []
+    for k in keys:
+        try:
+            pa.array([r.get(k) for r in records])
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+            untyped.append(k)
+    out = [{k: (json.dumps(v, ensure_ascii=False) if k in untyped and v is not None else v) for k, v in r.items()}
+           for r in records]
+    return out, untyped
+
+
+def stage_benchmarks(root: str | Path, kinds: list[str], dest: str | Path) -> Path:
+    """dest/<folder>/test.jsonl for each benchmark kind: its records read from root/<folder> by
+    thinkc's loader (the file or folder layouts `thinkc infer` reads), one JSON text column each
+    (Arrow never types them) beside the names of the fields held as JSON text inside. `dest`."""
+    from thinkc.errors import ThinkcError
+    from thinkc.eval.tasks import load_benchmark
+    from thinkc.io import write_jsonl
+
+    root, dest = Path(root).expanduser().resolve(), Path(dest)
+    for kind in kinds:
+        folder = root / TASK_FOLDERS[kind]
+        if not folder.exists():
+            raise ThinkcError(f"{folder}: no such folder (lighteval reads each benchmark from "
+                              f"<root>/{TASK_FOLDERS[kind]}/, e.g. its test.jsonl, in any layout `thinkc infer` reads)")
+        records, untyped = arrow_safe(load_benchmark(folder, seed=GPQA_SEED))
+        fields = json.dumps(untyped)
+        write_jsonl(dest / TASK_FOLDERS[kind] / "test.jsonl",
+                    ({STAGED_COLUMN: json.dumps(r, ensure_ascii=False), JSON_FIELDS_COLUMN: fields} for r in records))
+    return dest
 
 
 def _thinkc_match():
@@ -120,12 +177,12 @@ def _extractive_match(letters: bool):
     )
 
 
-def _task(root: Path, kind: str, generation_size: int = 32768):
+def _task(root: Path, kind: str, generation_size: int = 32768, staged: bool = False):
     from lighteval.tasks.lighteval_task import LightevalTaskConfig
 
     return LightevalTaskConfig(
         name=task_name(kind),
-        prompt_function=_prompt_function(kind),
+        prompt_function=_prompt_function(kind, staged),
         hf_repo=str(root / TASK_FOLDERS[kind]),  # a local folder: `datasets` reads test.jsonl there
         hf_subset="default",
         hf_avail_splits=["test"],
@@ -139,10 +196,11 @@ def _task(root: Path, kind: str, generation_size: int = 32768):
     )
 
 
-def build_tasks(root: str | Path | None = None) -> list:
-    """The task configs, reading from `root` (default $THINKC_BENCHMARKS or ./benchmarks)."""
+def build_tasks(root: str | Path | None = None, staged: bool = False) -> list:
+    """The task configs, reading from `root` (default $THINKC_BENCHMARKS or ./benchmarks); `staged`:
+    a folder written by `stage_benchmarks`."""
     root = Path(root).expanduser().resolve() if root is not None else benchmarks_root()
-    return [_task(root, kind) for kind in TASK_FOLDERS]
+    return [_task(root, kind, staged=staged) for kind in TASK_FOLDERS]
 
 
 def score_with_lighteval(pred: str | None, gold: str) -> bool:
@@ -178,12 +236,12 @@ def offline_lighteval():
         yield
 
 
-def tasks_module(root: str | Path | None = None):
+def tasks_module(root: str | Path | None = None, staged: bool = False):
     """A module object holding TASKS_TABLE, what lighteval's `custom_tasks` accepts."""
     import types
 
     module = types.ModuleType("thinkc_lighteval_tasks")
-    module.TASKS_TABLE = build_tasks(root)
+    module.TASKS_TABLE = build_tasks(root, staged)
     return module
 
 

@@ -27,6 +27,7 @@ import torch
 from thinkc.gist.rule import NEVER, Role
 from thinkc.infer.cache import StaticGistCache
 from thinkc.infer.gistpath import gist_admitted, gist_step, is_gist_fast
+from thinkc.infer.measure import EngineMeter
 from thinkc.infer.plain import is_plain, plain_admitted, plain_results, plain_step
 from thinkc.infer.pool import PagedKVCache
 from thinkc.infer.result import DecodeResult, force_table
@@ -34,7 +35,7 @@ from thinkc.infer.sampling import SamplingConfig, choose_tokens, make_generator
 from thinkc.infer.scheduler import Scheduler
 from thinkc.infer.state import Rows, Slots
 from thinkc.infer.recording import grow, record_fed, record_logits
-from thinkc.infer.step import GistTemplates, additive, block_rest, gist_decisions, step_mask, step_queries
+from thinkc.infer.step import GistTemplates, next_feed, additive, block_rest, gist_decisions, step_mask, step_queries
 from thinkc.ops.compact import ranges_from_keep_mask
 
 
@@ -44,6 +45,7 @@ class DecodeEngine:
                  compile: bool | str = False, kv_bucket: int = 256, plain: bool = True,
                  kv_budget: int | None = None, page_size: int = 16):
         self.model, self.policy, self.B = model, policy, int(slots)
+        self.max_slots = self.B  # with a pool, B follows the rows in flight (thinkc.infer.buckets)
         self.base = model.get_decoder() if hasattr(model, "get_decoder") else model.model
         self.head = model.get_output_embeddings()
         p = next(model.parameters())
@@ -77,10 +79,7 @@ class DecodeEngine:
         self.sink = None
         self.steps = 0
         self.forwards = 0  # model forwards (prefill chunks, decode steps, gist-block rests)
-        self.max_rows = 0  # rows in flight at the fullest step
-        self.row_steps = self.measured_steps = 0  # rows in flight summed over decode steps, and the steps
-        self.kv_in_use = 0  # KV tokens held at the fullest step (the pool: pages x page size)
-        self.cold_start_s: float | None = None  # run start to the end of the first decode step (compile included)
+        self.meter = EngineMeter()
         self._left = [0] * self.B
         self.kv_bucket = int(kv_bucket)
         # host-driven fast paths, chosen per run: vanilla (thinkc.infer.plain), LightThinker (thinkc.infer.gistpath)
@@ -140,7 +139,7 @@ class DecodeEngine:
         self.gistfast = self.allow_plain and not self.plain and is_gist_fast(self, self._pmeta)
         self._out: dict[int, DecodeResult] = {}
         self._meta: dict[int, dict] = {}
-        queue = deque(range(len(prompts)))
+        queue = self._queue = deque(range(len(prompts)))
         from thinkc.infer.scores import scored_attention
 
         ctx = scored_attention(self.model) if self.policy.needs_attention else nullcontext()
@@ -150,40 +149,16 @@ class DecodeEngine:
             while queue or self._waiting() or any(o is not None for o in self.owner):
                 if not self._schedule(queue):
                     n = self._decode_step()
-                    self._measure(t0)
+                    self.meter.step(self, t0)
                     if on_step:
                         on_step(n)
                 self._retire(on_result)
         self.sink = None
         return [self._out[i] for i in range(len(prompts))]
 
-    def _measure(self, t0: float) -> None:
-        """After a decode step: return freed tail pages; rows in flight, KV held, cold start."""
-        live = [s for s in range(self.B) if self.owner[s] is not None]
-        self.max_rows = max(self.max_rows, len(live))
-        self.row_steps += len(live)
-        self.measured_steps += 1
-        if self.sched is not None:
-            self.sched.after_step()
-            self.kv_in_use = max(self.kv_in_use, self.cache.pages.used * self.cache.page_size)
-        else:
-            self.kv_in_use = max(self.kv_in_use, sum(self._lengths[s] for s in live))
-        if self.cold_start_s is None:
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            self.cold_start_s = time.perf_counter() - t0
-
     def summary(self) -> dict:
-        """The run's engine measurements (thinkc infer's summary.json). Without a pool, kv_budget is what
-        the slots reserve (rows x capacity) and kv_peak the keys rows held at the fullest step."""
-        mean_rows = self.row_steps / self.measured_steps if self.measured_steps else 0.0
-        out = {"max_rows_in_flight": self.max_rows, "mean_rows_in_flight": round(mean_rows, 2), "kv_peak": self.kv_in_use, "forwards": self.forwards,
-               "cold_start_s": None if self.cold_start_s is None else round(self.cold_start_s, 3),
-               "kv_budget": self.B * self.cache.capacity, "preemptions": 0, "page_size": None}
-        if self.sched is not None:
-            out |= self.sched.summary()
-            out["kv_peak"] = self.kv_in_use
-        return out
+        """The run's engine measurements (thinkc infer's summary.json; thinkc.infer.measure)."""
+        return self.meter.summary(self)
 
     def _waiting(self) -> bool:
         return self.sched is not None and bool(self.sched.swapped)
@@ -191,38 +166,14 @@ class DecodeEngine:
     def _schedule(self, queue: deque) -> bool:
         """Fill free slots: preempted rows first (oldest first), then newcomers, as far as the pool
         admits them. False when nothing was admitted (the caller runs a decode step)."""
-        free = [s for s in range(self.B) if self.owner[s] is None]
-        if not free:
-            return False
         if self.sched is None:
-            if not queue:
+            free = [s for s in range(self.B) if self.owner[s] is None]
+            if not queue or not free:
                 return False
             take = [queue.popleft() for _ in range(min(len(free), len(queue)))]
             self._admit(free[:len(take)], take)
             return True
-        p = self.sched.next_resume()
-        if p is not None:
-            self.sched.resume(free[0], p)
-            return True
-        if self.sched.swapped:  # a preempted row waits for pages: newcomers do not pass it
-            return self._nothing_runs(self.sched.swapped[0].length)
-        take, need = [], 0
-        while queue and len(take) < len(free) and self.sched.fits(need + len(self._prompts[queue[0]]) + 1):
-            need += -(-len(self._prompts[queue[0]]) // self.cache.page_size) * self.cache.page_size
-            take.append(queue.popleft())
-        if not take:
-            return self._nothing_runs(len(self._prompts[queue[0]])) if queue else False
-        self.sched.admitted(free[:len(take)], [self._prompts[i] for i in take])
-        self._admit(free[:len(take)], take)
-        return True
-
-    def _nothing_runs(self, tokens: int) -> bool:
-        if any(o is not None for o in self.owner):
-            return False  # running rows will free pages
-        from thinkc.errors import ThinkcError
-
-        raise ThinkcError(f"--kv-budget {self.cache.kv_budget}: a row of {tokens} tokens does not fit in the empty "
-                          "pool; raise --kv-budget")
+        return self.sched.schedule(queue, self._prompts)
 
     def _admit(self, slots: list[int], items: list[int]) -> None:
         """Prefill newcomers into free slots (alone, chunked) and decide their first token."""
@@ -279,6 +230,8 @@ class DecodeEngine:
                 self.sched.retired(s)
             if on_result:
                 on_result(res)
+        if self.sched is not None:
+            self.sched.rows_left()
 
     def _row_results(self, done: list[int]) -> list[tuple]:
         """(generated, peak KV, dependency, compressions, tokens, kv trace) of the retiring rows."""
@@ -413,7 +366,7 @@ class DecodeEngine:
         else:  # keys the producing query saw, plus the token itself
             dep = vis_count + 1
         R.dependency += torch.where(live, dep, 0)
-        self._next_feed(live, finished, tok)
+        next_feed(self, live, finished, tok)
         R.active &= ~finished
         hi = self.hi  # no row holds a key at or past hi: the rest of the slots is empty
         keep = S.valid[:, :hi] & (S.expire[:, :hi] > R.next_pos[:, None])
@@ -426,27 +379,6 @@ class DecodeEngine:
         if compact:
             self._compact(torch.where((live & ~finished)[:, None], keep, S.valid[:, :hi]))
         self._sync(finished)
-
-    def _next_feed(self, live, finished, tok) -> None:
-        R = self.rows
-        old = (R.feed_token.clone(), R.feed_role.clone(), R.feed_expire.clone(), R.feed_n.clone())
-        if self.tpl is not None:
-            compress = gist_decisions(R, self.slots, self.spec, self.tpl, live, finished, tok,
-                                      self.policy.exclude_continue, self.may_sync)
-            R.feed_seg = torch.where(live, R.seg, R.feed_seg)
-            R.seg += compress
-            R.thought_len = torch.where(compress, 0, R.thought_len)
-            R.compressions += compress
-        else:
-            R.feed_token[:, 0], R.feed_role[:, 0], R.feed_expire[:, 0] = tok, int(Role.THOUGHT), NEVER
-            R.feed_n.fill_(1)
-            R.feed_seg = torch.where(live, R.seg, R.feed_seg)
-        go = live & ~finished
-        R.feed_token = torch.where(live[:, None], R.feed_token, old[0])
-        R.feed_role = torch.where(live[:, None], R.feed_role, old[1])
-        R.feed_expire = torch.where(live[:, None], R.feed_expire, old[2])
-        R.feed_n = torch.where(go, R.feed_n, torch.where(live, 0, old[3]))
-        R.feed_ptr = torch.where(live, 0, R.feed_ptr)
 
     def _compact(self, keep: torch.Tensor) -> None:
         S = self.slots

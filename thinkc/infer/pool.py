@@ -154,22 +154,36 @@ class PagedKVCache(StaticGistCache):
 
     def set_write(self, rows: torch.Tensor | None, index: torch.Tensor, kv_len: int) -> None:
         """As StaticGistCache.set_write: the next forward writes at logical slots `index` [b, q] and
-        attends to logical slots [0, kv_len) of `rows`. Slots past a row's pages go to the null page."""
+        attends to logical slots [0, kv_len) of `rows`. Slots past a row's pages go to the null page.
+        Writes are flat rows of the buffer viewed as [H * P, D]; reads gather whole pages. Both are
+        computed once for every layer."""
         if kv_len > self.capacity:
             self._grow_to(kv_len)
-        b = self.pages.table.shape[0] if rows is None else rows.shape[0]
-        ar = torch.arange(kv_len, device=self.device)[None, :].expand(b, kv_len)
-        self._write = (self.physical(rows, index), self.physical(rows, ar))
+        table = self.pages.table if rows is None else self.pages.table[rows]
+        n_pg = pages_for(kv_len, self.page_size)
+        if n_pg > table.shape[1]:
+            self.pages._widen(n_pg)
+            table = self.pages.table if rows is None else self.pages.table[rows]
+        heads = self._heads()
+        dst = (heads[None, :, None] + self.physical(rows, index)[:, None, :]).reshape(-1)  # (b, h, q) order
+        read = table[:, :n_pg].reshape(-1)  # whole pages, (b, page) order: a gather of page-sized blocks
+        self._write = (dst, read, (table.shape[0], n_pg, kv_len))
+
+    def _heads(self) -> torch.Tensor:
+        if getattr(self, "_head_rows", None) is None:
+            P = self.layers[0].keys.shape[2]
+            self._head_rows = torch.arange(self.kv_heads, device=self.device) * P
+        return self._head_rows
 
     def _update_at(self, key_states, value_states, layer_idx: int):
-        dst, read = self._write
-        layer = self.layers[layer_idx]
+        dst, read, (b, n_pg, kv_len) = self._write
+        layer, D, ps = self.layers[layer_idx], self.head_dim, self.page_size
         out = []
         for buf, x in ((layer.keys, key_states), (layer.values, value_states)):
-            flat = buf[0]  # [H, P, D]
-            flat.index_put_((torch.arange(flat.shape[0], device=flat.device)[None, :, None], dst[:, None, :]),
-                            x.to(self.dtype))
-            out.append(flat[:, read].transpose(0, 1))  # [b, H, kv_len, D]
+            buf.view(-1, D).index_copy_(0, dst, x.to(self.dtype).reshape(-1, D))
+            pages = buf.view(self.kv_heads, -1, ps * D).index_select(1, read)  # [H, b * n_pg, ps * D]
+            # the rows' logical keys [b, H, kv_len, D]: a strided view of the gathered pages, no second copy
+            out.append(pages.view(self.kv_heads, b, n_pg * ps, D).transpose(0, 1)[:, :, :kv_len])
         return out[0], out[1]
 
     def update(self, key_states, value_states, layer_idx: int, cache_kwargs=None, *args, **kwargs):

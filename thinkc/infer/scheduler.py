@@ -57,13 +57,64 @@ class Scheduler:
             raise ThinkcError(f"--kv-budget {self.pool.kv_budget}: a {longest}-token prompt does not fit in the "
                               f"pool (it needs {pages_for(longest + e.Wb + 1, ps) * ps} tokens); raise --kv-budget")
 
-    def fits(self, n_tokens: int) -> bool:
-        """Whether a row of n_tokens can be admitted now (its pages plus headroom are free)."""
-        need = pages_for(n_tokens, self.pool.page_size) + (self.headroom if self.running() else 0)
+    def fits(self, n_tokens: int, joining: int = 0) -> bool:
+        """Whether a row of n_tokens can be admitted now: its pages plus headroom are free, the
+        headroom being a page for every running row (what they take over the next page_size steps)
+        plus a watermark (1% of the pool); admitting into a pool that the running rows are about to
+        fill would only preempt at once (measured: 250 preemptions for 96 rows without it)."""
+        running = self.running() + joining  # `joining`: newcomers admitted in the same batch
+        need = pages_for(n_tokens, self.pool.page_size) + (self.headroom + running if running else 0)
         return need <= len(self.pool.pages.free)
 
     def running(self) -> int:
         return sum(o is not None for o in self.e.owner)
+
+    def schedule(self, queue, prompts) -> bool:
+        """Fill slots: a preempted row first (oldest first), then as many newcomers as the pool admits,
+        growing the slots' bucket for them. False when nobody joined (the engine decodes a step)."""
+        from thinkc.infer.buckets import rebucket
+
+        e = self.e
+        p = self.next_resume()
+        if p is not None:
+            rebucket(e, self.running() + 1)
+            self.resume(self._free()[0], p)
+            return True
+        if self.swapped:  # a preempted row waits for pages: newcomers do not pass it
+            return self._nothing_runs(self.swapped[0].length)
+        take, need = [], 0
+        while queue and len(take) < len(queue) and self.running() + len(take) < e.max_slots:
+            n = len(prompts[queue[len(take)]])
+            if not self.fits(need + n + 1, len(take)):
+                break
+            need += pages_for(n, self.pool.page_size) * self.pool.page_size
+            take.append(queue[len(take)])
+        if not take:
+            return self._nothing_runs(len(prompts[queue[0]])) if queue else False
+        rebucket(e, self.running() + len(take))
+        slots = self._free()[:len(take)]
+        take = take[:len(slots)]
+        for _ in take:
+            queue.popleft()
+        self.admitted(slots, [prompts[i] for i in take])
+        e._admit(slots, take)
+        return True
+
+    def _nothing_runs(self, tokens: int) -> bool:
+        """Nobody can join now: False while rows run (they will free pages), else one clear error."""
+        if self.running():
+            return False
+        raise ThinkcError(f"--kv-budget {self.pool.kv_budget}: a row of {tokens} tokens does not fit in the empty "
+                          "pool; raise --kv-budget")
+
+    def _free(self) -> list[int]:
+        return [s for s in range(self.e.B) if self.e.owner[s] is None]
+
+    def rows_left(self) -> None:
+        """After retirements: shrink the slots' bucket when few rows are left."""
+        from thinkc.infer.buckets import rebucket
+
+        rebucket(self.e, self.running())
 
     def admitted(self, slots: list[int], prompts: list[list[int]]) -> None:
         """Take the prompt pages of newcomers (before their prefill)."""

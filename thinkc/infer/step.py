@@ -125,6 +125,30 @@ def gist_decisions(rows: Rows, slots: Slots, spec, tpl: GistTemplates, live, fin
     return compress
 
 
+def next_feed(engine, live, finished, tok) -> None:
+    """The feed of every row that produced a token: the token alone, or its gist block (the engine's
+    general path; `finished` rows feed nothing)."""
+    R = engine.rows
+    old = (R.feed_token.clone(), R.feed_role.clone(), R.feed_expire.clone(), R.feed_n.clone())
+    if engine.tpl is not None:
+        compress = gist_decisions(R, engine.slots, engine.spec, engine.tpl, live, finished, tok,
+                                  engine.policy.exclude_continue, engine.may_sync)
+        R.feed_seg = torch.where(live, R.seg, R.feed_seg)
+        R.seg += compress
+        R.thought_len = torch.where(compress, 0, R.thought_len)
+        R.compressions += compress
+    else:
+        R.feed_token[:, 0], R.feed_role[:, 0], R.feed_expire[:, 0] = tok, int(Role.THOUGHT), NEVER
+        R.feed_n.fill_(1)
+        R.feed_seg = torch.where(live, R.seg, R.feed_seg)
+    go = live & ~finished
+    R.feed_token = torch.where(live[:, None], R.feed_token, old[0])
+    R.feed_role = torch.where(live[:, None], R.feed_role, old[1])
+    R.feed_expire = torch.where(live[:, None], R.feed_expire, old[2])
+    R.feed_n = torch.where(go, R.feed_n, torch.where(live, 0, old[3]))
+    R.feed_ptr = torch.where(live, 0, R.feed_ptr)
+
+
 def _plain_feed(rows: Rows, tok, role0) -> None:
     """gist_decisions' writes when no row compresses (every row's template is kind 0: the token alone)."""
     rows.feed_token.zero_()

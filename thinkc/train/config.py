@@ -4,10 +4,14 @@ fails in the first second with one line.
 
     method: lightthinker          # sft | lightthinker | anllm
     model:  {name: smollm2} | {init: tiny, arch: qwen2, hidden_size: 128, ...}
+            | {name: runs/tiny-base-6/final, recipe: tiny_base_6}   # another recipe's final model
     data:   {train: data.jsonl | synth, max_length: 1024, packing: false, synth: {n: 2000}}
     gist:   {config: qwen}       # GistConfig name or file (lightthinker / anllm)
     lora:   {enabled: false, r: 16, ...}
     train:  {output: runs/x, epochs: 1, lr: 1e-4, batch_size: 4, ...}
+
+Relative paths inside a recipe file resolve next to the recipe first, then in the current folder
+(thinkc.train.paths); train.output and command-line values are relative to the current folder.
 """
 from __future__ import annotations
 
@@ -31,6 +35,9 @@ TINY_ARCHS = ("qwen2", "llama")
 @dataclass
 class ModelConfig:
     name: Optional[str] = None  # local folder, `smollm2`, or a shipped tiny checkpoint name
+    # the recipe (shipped name or file) whose <train.output>/final is `name`: a missing model then
+    # says which `thinkc train` to run first, and `thinkc train --with-base` runs it (thinkc.train.chain)
+    recipe: Optional[str] = None
     init: str = "pretrained"  # pretrained | tiny (random init from the fields below + the tiny tokenizer)
     arch: str = "qwen2"
     hidden_size: int = 128
@@ -220,14 +227,23 @@ def parse_set(item: str) -> dict:
     return out
 
 
-def load_file(path: str | Path) -> dict:
+def find_recipe(path: str | Path) -> Path:
+    """The recipe file: `path` itself, or for a bare name the shipped configs/train/<name>.yaml."""
     path = Path(path)
-    if not path.is_file():
-        # A bare name refers to a shipped recipe: configs/train/<name>.yaml (thinkc.train.shipped)
-        recipe = shipped("train", str(path), ".yaml") if path.suffix == "" else None
-        if recipe is None:
-            raise ThinkcError(f"{path}: no such config file (shipped recipes: {', '.join(names('train', '.yaml'))})")
-        path = recipe
+    if path.is_file():
+        return path
+    recipe = shipped("train", str(path), ".yaml") if path.suffix == "" else None
+    if recipe is None:
+        raise ThinkcError(f"{path}: no such config file (shipped recipes: {', '.join(names('train', '.yaml'))})")
+    return recipe
+
+
+def load_file(path: str | Path) -> dict:
+    """A recipe's values, its relative input paths resolved next to it or in the current folder
+    (thinkc.train.paths)."""
+    from thinkc.train.paths import resolve_train_recipe
+
+    path = find_recipe(path)
     try:
         text = path.read_text(encoding="utf-8")
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
@@ -235,19 +251,22 @@ def load_file(path: str | Path) -> dict:
         line = getattr(getattr(e, "problem_mark", None), "line", None)
         at = f":{line + 1}" if line is not None else (f":{e.lineno}" if hasattr(e, "lineno") else "")
         raise ThinkcError(f"{path}{at}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}") from None
-    return data or {}
+    return resolve_train_recipe(data or {}, path)
 
 
 def load_config(path: Optional[str | Path] = None, sets: tuple[str, ...] | list[str] = (),
-                overrides: Optional[dict] = None, *, check_files: bool = True) -> TrainConfig:
-    """File -> `--set` items -> explicit overrides (nested dict), then `validate`."""
+                overrides: Optional[dict] = None, *, check_files: bool = True,
+                check_model: Optional[bool] = None) -> TrainConfig:
+    """File -> `--set` items -> explicit overrides (nested dict), then `validate`. `check_model`
+    (default: `check_files`) also requires the base model to exist (`thinkc train --with-base`
+    leaves it out and trains the missing base recipes first)."""
     data = load_file(path) if path else {}
     for item in sets:
         data = _merge(data, parse_set(item))
     if overrides:
         data = _merge(data, overrides)
     cfg = _build(TrainConfig, data, "")
-    validate(cfg, check_files=check_files)
+    validate(cfg, check_files=check_files, check_model=check_model, origin=find_recipe(path) if path else None)
     return cfg
 
 
@@ -282,9 +301,14 @@ def train_files(d: DataConfig) -> list[str]:
     return [str(f) for f in d.train] if isinstance(d.train, list) else [str(d.train)]
 
 
-def _validate_data(cfg: TrainConfig, check_files: bool, need) -> None:
+def _validate_data(cfg: TrainConfig, check_files: bool, need, origin: Optional[Path] = None) -> None:
     """data.* and the run length / eval schedule that depend on it."""
+    from thinkc.train.paths import is_shipped_recipe
+
     d, t = cfg.data, cfg.train
+    # a shipped recipe's comments say how its data is made (earlier commands, or the user's own file)
+    hint = f" (the comments at the top of {origin} say how to make it; --data names another file)" \
+        if is_shipped_recipe(origin) else ""
     need(bool(d.train), "data.train: required (a records JSONL file or `synth`)")
     need(d.max_length >= 16, "data.max_length: must be >= 16")
     need(d.overlong in ("truncate", "drop"), f"data.overlong: {d.overlong!r} is not truncate or drop")
@@ -293,7 +317,7 @@ def _validate_data(cfg: TrainConfig, check_files: bool, need) -> None:
     files = train_files(d)
     need("synth" not in files, "data.train: `synth` or record files, not both")
     for f in files if check_files else ():
-        need(Path(f).is_file(), f"data.train: {f}: no such file")
+        need(Path(f).is_file(), f"data.train: {f}: no such file{hint}")
     need(t.max_steps == -1 or t.max_steps >= 1,
          f"train.max_steps: must be >= 1 (or -1 to train for train.epochs), got {t.max_steps}")
     need(t.epochs > 0 or t.max_steps > 0, "train.epochs: must be > 0 (or set train.max_steps)")
@@ -302,12 +326,14 @@ def _validate_data(cfg: TrainConfig, check_files: bool, need) -> None:
     need(0 <= d.eval_ratio < 1, "data.eval_ratio: must be in [0, 1)")
     need(not (d.eval and d.eval_ratio), "data.eval and data.eval_ratio: set one, not both")
     if check_files and d.eval and d.eval != "synth":
-        need(Path(d.eval).is_file(), f"data.eval: {d.eval}: no such file")
+        need(Path(d.eval).is_file(), f"data.eval: {d.eval}: no such file{hint}")
     need(not t.eval_steps or bool(d.eval or d.eval_ratio), "train.eval_steps: needs data.eval or data.eval_ratio")
 
 
-def validate(cfg: TrainConfig, *, check_files: bool = True) -> None:
-    """Every check that needs no model: ranges, choices, files. One ThinkcError per problem."""
+def validate(cfg: TrainConfig, *, check_files: bool = True, check_model: Optional[bool] = None,
+             origin: Optional[Path] = None) -> None:
+    """Every check that needs no model loaded: ranges, choices, files (the base model's folder too,
+    with `check_model`, default `check_files`). One ThinkcError per problem. `origin`: the recipe file."""
     def need(ok: bool, msg: str):
         if not ok:
             raise ThinkcError(msg)
@@ -329,7 +355,7 @@ def validate(cfg: TrainConfig, *, check_files: bool = True) -> None:
     need(m.dtype in ("float32", "bfloat16", "float16"), f"model.dtype: {m.dtype!r} is not float32, bfloat16 or float16")
     need(m.attn_implementation in ("sdpa", "eager", "flex_attention", "flash_attention_2"),
          f"model.attn_implementation: {m.attn_implementation!r} is not sdpa, eager, flex_attention or flash_attention_2")
-    _validate_data(cfg, check_files, need)
+    _validate_data(cfg, check_files, need, origin)
     need(t.lr > 0, "train.lr: must be > 0")
     need(t.max_minutes >= 0, "train.max_minutes: must be >= 0")
     for k in ("batch_size", "grad_accum", "logging_steps", "save_steps"):
@@ -358,3 +384,7 @@ def validate(cfg: TrainConfig, *, check_files: bool = True) -> None:
         except ThinkcError as e:
             raise ThinkcError(f"gist.config: {e}") from None
     need(bool(t.output), "train.output: required (the run folder; use --output)")
+    if (check_files if check_model is None else check_model) and m.init == "pretrained":
+        from thinkc.train.chain import check_base
+
+        check_base(m.name, m.recipe)  # a missing base: which recipe to train first

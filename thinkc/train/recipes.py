@@ -35,7 +35,7 @@ def _output(recipe: str) -> Path:
     if recipe in REFERENCE_RECIPES:
         from thinkc.cts.reference import ReferenceRecipe
 
-        return Path(ReferenceRecipe.load(Path("configs/train") / f"{recipe}.yaml").output)
+        return Path(ReferenceRecipe.load(recipe).output)  # the shipped recipe of that name
     return Path(load_config(recipe, check_files=False).train.output)
 
 
