@@ -19,10 +19,12 @@ def reference_logits(model, res, spec_flags, exclude_continue):
     role, seg = torch.tensor(res.aug_roles), torch.tensor(res.aug_segs)
     doc = torch.zeros_like(ids)
     meta = GistMeta(role, seg, doc, compute_expire(role, seg, doc, exclude_continue=exclude_continue), spec_flags)
-    mask = additive_mask(reference_mask(meta), next(model.parameters()).dtype)[:, None]
-    with torch.no_grad():
-        out = model(input_ids=ids[None], attention_mask=mask, position_ids=torch.arange(len(ids))[None])
-    return out.logits[0].float()  # the loop records float32 logits
+    param = next(model.parameters())
+    mask = additive_mask(reference_mask(meta), param.dtype)[:, None].to(param.device)
+    with torch.no_grad():  # inputs on the model's device (a CUDA model in the GPU tests)
+        out = model(input_ids=ids[None].to(param.device), attention_mask=mask,
+                    position_ids=torch.arange(len(ids), device=param.device)[None])
+    return out.logits[0].float().cpu()  # the loop records float32 logits, on the host
 
 
 def random_forces(n_rows, max_new, rng, per_row=3):

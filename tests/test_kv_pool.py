@@ -48,9 +48,13 @@ def _same(a, b):
             torch.testing.assert_close(lx, ly, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("method,plain", [("vanilla", True), ("vanilla", False), ("lightthinker", True),
-                                          ("lightthinker", False), ("h2o", False), ("streamingllm", False)])
-def test_tight_pool_equals_unbudgeted(method, plain):
+CASES = [("vanilla", True), ("vanilla", False), ("lightthinker", True), ("lightthinker", False), ("h2o", False),
+         ("streamingllm", False)]
+
+
+@pytest.mark.parametrize("attention", ["gather", "flex"])
+@pytest.mark.parametrize("method,plain", CASES)
+def test_tight_pool_equals_unbudgeted(method, plain, attention):
     """A pool far smaller than the rows' needs: rows wait, get preempted (swapped to the host) and
     resume, and still give the unbudgeted run's tokens, logits and measurements."""
     model = tiny_model("qwen2", vocab_size=256)
@@ -58,7 +62,7 @@ def test_tight_pool_equals_unbudgeted(method, plain):
     free, _ = _run(model, prompts, policy, plain=plain)
     held = []
     budget = 48 if method in ("h2o", "streamingllm") else 96  # those keep rows short by themselves
-    tight, engine = _run(model, prompts, policy, plain=plain, kv_budget=budget, page_size=8,
+    tight, engine = _run(model, prompts, policy, plain=plain, kv_budget=budget, page_size=8, attention=attention,
                          on_step=lambda e: held.append(e.cache.pages.used))
     _same(tight, free)
     if budget == 96:  # rows outgrow their admission: preempted and resumed

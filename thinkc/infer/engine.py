@@ -19,7 +19,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections import deque
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Callable
 
 import torch
@@ -43,7 +43,7 @@ class DecodeEngine:
     def __init__(self, model, policy, *, slots: int, max_prompt: int, max_new_tokens: int, eos_ids=(),
                  sampling: SamplingConfig = SamplingConfig(), prefill_chunk: int = 512, record: bool = False,
                  compile: bool | str = False, kv_bucket: int = 256, plain: bool = True,
-                 kv_budget: int | None = None, page_size: int = 16):
+                 kv_budget: int | None = None, page_size: int = 16, attention: str | None = None):
         self.model, self.policy, self.B = model, policy, int(slots)
         self.max_slots = self.B  # with a pool, B follows the rows in flight (thinkc.infer.buckets)
         self.base = model.get_decoder() if hasattr(model, "get_decoder") else model.model
@@ -63,7 +63,10 @@ class DecodeEngine:
         if kv_budget is None:  # every row at full capacity
             self.cache, self.sched = StaticGistCache.for_model(model, self.B, cap), None
         else:  # a page pool of kv_budget tokens for all rows (thinkc.infer.pool, thinkc.infer.scheduler)
-            self.cache = PagedKVCache.for_model(model, self.B, cap, int(kv_budget), int(page_size))
+            if policy.needs_attention:  # H2O's scores come from the eager score sink over gathered keys
+                attention = "gather"
+            self.cache = PagedKVCache.for_model(model, self.B, cap, int(kv_budget), int(page_size),
+                                                attention=attention)
             self.sched = Scheduler(self)
         self.slots = Slots(self.B, cap, self.device)
         self.rows = Rows(self.B, self.max_new, self.Wb, close, self.device)
@@ -88,6 +91,20 @@ class DecodeEngine:
         self._zeros = torch.zeros(self.B, dtype=torch.long, device=self.device)
         self._host, self._lengths, self._eos_set = {}, [0] * self.B, set(self.eos.tolist())  # plain path: host side
         self._compiled = self._compile(None if compile is True else compile) if compile else None
+
+    def step_kv_len(self) -> int:
+        """The keys a width-1 step attends (logical slots [0, kv_len)): the longest row plus its new key;
+        compiled, the next multiple of kv_bucket (static shapes per bucket), or with the pool read in
+        place by FlexAttention the whole row capacity (one shape for every length: the BlockMask skips
+        pages no row holds)."""
+        kv_len = self.hi + 1
+        if self._compiled is not None:
+            if self.sched is not None and self.cache.attention == "flex":
+                kv_len = max(kv_len, self.cache.capacity)
+            else:
+                kv_len = -(-kv_len // self.kv_bucket) * self.kv_bucket
+        self._ensure(kv_len)
+        return kv_len
 
     def _ensure(self, need: int) -> None:
         """Grow the cache and slot metadata when a row would outgrow the capacity (rare: gist blocks)."""
@@ -143,7 +160,7 @@ class DecodeEngine:
         from thinkc.infer.scores import scored_attention
 
         ctx = scored_attention(self.model) if self.policy.needs_attention else nullcontext()
-        with ctx as sink:
+        with ctx as sink, self._pool_attention():
             self.sink = sink
             t0 = time.perf_counter()
             while queue or self._waiting() or any(o is not None for o in self.owner):
@@ -155,6 +172,22 @@ class DecodeEngine:
                 self._retire(on_result)
         self.sink = None
         return [self._out[i] for i in range(len(prompts))]
+
+    @contextmanager
+    def _pool_attention(self):
+        """With a pool read in place, the model attends through thinkc.infer.attention for the run."""
+        if self.sched is None or self.cache.attention == "gather" or self.policy.needs_attention:
+            yield
+            return
+        from thinkc.infer.attention import NAME, register
+
+        register()
+        before = self.model.config._attn_implementation
+        self.model.set_attn_implementation(NAME)
+        try:
+            yield
+        finally:
+            self.model.set_attn_implementation(before)
 
     def summary(self) -> dict:
         """The run's engine measurements (thinkc infer's summary.json; thinkc.infer.measure)."""
@@ -288,10 +321,7 @@ class DecodeEngine:
             self.forwards += 1
             return plain_step(self) if self.plain else gist_step(self)
         R = self.rows
-        kv_len = self.hi + 1
-        if self._compiled is not None:  # static key length per bucket (graph capture)
-            kv_len = -(-kv_len // self.kv_bucket) * self.kv_bucket
-        self._ensure(kv_len)
+        kv_len = self.step_kv_len()
         q, live = step_queries(R)
         index = self.cache.lengths.long()[:, None]
         logits, vis_last = self._forward(None, q, index, kv_len, None, want_vis=True)  # width 1: last = 0

@@ -93,10 +93,7 @@ def _refresh(engine) -> None:
 def gist_step(engine) -> int:
     """DecodeEngine._decode_step for host-driven gist rows. Returns the rows that emitted."""
     cache, H, B = engine.cache, engine._host, engine.B
-    kv_len = engine.hi + 1
-    if engine._compiled is not None:
-        kv_len = -(-kv_len // engine.kv_bucket) * engine.kv_bucket
-    engine._ensure(kv_len)
+    kv_len = engine.step_kv_len()
     bias, low = _bias(engine), torch.finfo(engine.dtype).min
     live, live_i32, _, live_bias = engine._live
     fed = [H[s].feed[0] if engine._left[s] else (0, 0) for s in range(B)]

@@ -88,10 +88,7 @@ def _set_live(engine) -> None:
 def plain_step(engine) -> int:
     """DecodeEngine._decode_step for plain rows. Returns the rows that emitted."""
     R, cache = engine.rows, engine.cache
-    kv_len = engine.hi + 1
-    if engine._compiled is not None:  # static key length per bucket (graph capture)
-        kv_len = -(-kv_len // engine.kv_bucket) * engine.kv_bucket
-    engine._ensure(kv_len)
+    kv_len = engine.step_kv_len()
     bias = _bias(engine)
     live, live_i32, live_long, live_bias = engine._live
     index = cache.lengths.long()[:, None]

@@ -28,6 +28,21 @@ from thinkc.errors import ThinkcError
 from thinkc.infer.cache import StaticGistCache, StaticGistLayer
 
 
+ATTENTION_MODES = ("gather", "flex", "kernel")
+
+
+def default_attention(device) -> str:
+    """flex on CUDA; on CPU thinkc's paged-attention op when the extension has it, else gather + SDPA."""
+    if torch.device(device).type == "cuda":
+        return "flex"
+    from thinkc.ops._backend import backend
+
+    try:
+        return "kernel" if backend("paged_attention", "cpu") == "cpp" else "gather"
+    except Exception:  # an extension built before the op existed
+        return "gather"
+
+
 def pages_for(n_tokens: int, page_size: int) -> int:
     return -(-int(n_tokens) // page_size)
 
@@ -43,6 +58,7 @@ class PagePool:
         self.free = list(range(self.n_pages - 1, -1, -1))  # a stack: the lowest page goes first
         self.owned: list[list[int]] = [[] for _ in range(rows)]
         self.table = torch.full((rows, max(1, max_pages)), self.null, dtype=torch.int32, device=device)
+        self.logical = torch.full((self.n_pages + 1,), -1, dtype=torch.int32, device=device)  # page's index in its row
         self.peak_used = 0
 
     @property
@@ -69,7 +85,10 @@ class PagePool:
             self._widen(have + k)
         new = [self.free.pop() for _ in range(k)]
         self.owned[row].extend(new)
-        self.table[row, have:have + k] = torch.tensor(new, dtype=torch.int32, device=self.table.device)
+        dev = self.table.device
+        new_t = torch.tensor(new, dtype=torch.int32, device=dev)
+        self.table[row, have:have + k] = new_t
+        self.logical[new_t.long()] = torch.arange(have, have + k, dtype=torch.int32, device=dev)
         self.peak_used = max(self.peak_used, self.used)
         return True
 
@@ -80,6 +99,7 @@ class PagePool:
         if tail:
             del self.owned[row][keep:]
             self.table[row, keep:keep + len(tail)] = self.null
+            self.logical[torch.tensor(tail, device=self.logical.device)] = -1
             self.free.extend(reversed(tail))
         return len(tail)
 
@@ -106,13 +126,16 @@ class PagedKVCache(StaticGistCache):
     page pool. `capacity` is the logical limit of one row; memory is `kv_budget` tokens for all rows."""
 
     def __init__(self, num_layers: int, rows: int, kv_heads: int, head_dim: int, capacity: int, kv_budget: int,
-                 page_size: int = 16, dtype: torch.dtype = torch.float32, device="cpu"):
+                 page_size: int = 16, dtype: torch.dtype = torch.float32, device="cpu", attention: str | None = None):
         if kv_budget < page_size:
             raise ThinkcError(f"--kv-budget {kv_budget}: the pool needs at least one page ({page_size} tokens)")
         device = torch.device(device)
         n_pages = int(kv_budget) // int(page_size)
         self.pages = PagePool(n_pages, page_size, rows, pages_for(capacity, page_size), device)
         self.page_size, self.kv_budget = int(page_size), n_pages * int(page_size)
+        self.attention = attention or default_attention(device)
+        if self.attention not in ATTENTION_MODES:
+            raise ThinkcError(f"pool attention {self.attention!r}: choose one of {', '.join(ATTENTION_MODES)}")
         shape = (1, kv_heads, (n_pages + 1) * page_size, head_dim)
         layers = [StaticGistLayer(self, torch.zeros(shape, dtype=dtype, device=device),
                                   torch.zeros(shape, dtype=dtype, device=device)) for _ in range(num_layers)]
@@ -134,13 +157,13 @@ class PagedKVCache(StaticGistCache):
 
     @classmethod
     def for_model(cls, model, rows: int, capacity: int, kv_budget: int, page_size: int = 16,
-                  dtype: torch.dtype | None = None, device=None) -> "PagedKVCache":
+                  dtype: torch.dtype | None = None, device=None, attention: str | None = None) -> "PagedKVCache":
         cfg = model.config
         head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
         param = next(model.parameters())
         return cls(cfg.num_hidden_layers, rows, kv_heads, head_dim, capacity, kv_budget, page_size,
-                   dtype or param.dtype, device or param.device)
+                   dtype or param.dtype, device or param.device, attention)
 
     # ---- addressing ----------------------------------------------------------------------------
     def physical(self, rows: torch.Tensor | None, logical: torch.Tensor) -> torch.Tensor:
@@ -168,6 +191,16 @@ class PagedKVCache(StaticGistCache):
         dst = (heads[None, :, None] + self.physical(rows, index)[:, None, :]).reshape(-1)  # (b, h, q) order
         read = table[:, :n_pg].reshape(-1)  # whole pages, (b, page) order: a gather of page-sized blocks
         self._write = (dst, read, (table.shape[0], n_pg, kv_len))
+        self._read_table = table[:, :n_pg]  # what the in-place modes read (thinkc.infer.attention)
+        from thinkc.infer.attention import _ACTIVE
+
+        _ACTIVE[0] = self
+
+    def clear_write(self) -> None:
+        from thinkc.infer.attention import _ACTIVE
+
+        self._write = None
+        _ACTIVE[0] = None
 
     def _heads(self) -> torch.Tensor:
         if getattr(self, "_head_rows", None) is None:
@@ -181,6 +214,9 @@ class PagedKVCache(StaticGistCache):
         out = []
         for buf, x in ((layer.keys, key_states), (layer.values, value_states)):
             buf.view(-1, D).index_copy_(0, dst, x.to(self.dtype).reshape(-1, D))
+            if self.attention != "gather":  # attention reads the pool in place (thinkc.infer.attention)
+                out.append(buf)
+                continue
             pages = buf.view(self.kv_heads, -1, ps * D).index_select(1, read)  # [H, b * n_pg, ps * D]
             # the rows' logical keys [b, H, kv_len, D]: a strided view of the gathered pages, no second copy
             out.append(pages.view(self.kv_heads, b, n_pg * ps, D).transpose(0, 1)[:, :, :kv_len])

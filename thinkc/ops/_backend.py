@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import torch
 
-OPS = ("build_gist_block_mask", "compact_kv", "compact_kv_paged")
+OPS = ("build_gist_block_mask", "compact_kv", "compact_kv_paged", "paged_attention")
 
 
 @lru_cache(maxsize=None)
