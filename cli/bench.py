@@ -201,3 +201,45 @@ def cts(model: str = typer.Option("smollm2", help="Reference model: local folder
     rows = run_cts_bench(model, [r.to_dict() for r in synth_records(n, seed=0)], backends=tuple(backends), device=dev,
                          batch_size=batch_size)
     _finish("cts", dev, rows, json)
+
+
+@app.command()
+def serve(methods: List[str] = typer.Option(["vanilla", "lightthinker", "h2o"], "--method",
+                                            help="Cache policies (vanilla and the training-free ones decode with "
+                                                 "tiny-sft, lightthinker with tiny-lightthinker)."),
+          n: int = typer.Option(96, min=1, help="Requests: the synthetic task's test questions."),
+          rows: int = typer.Option(64, "--rows", "-b", min=1, help="Most rows in flight."),
+          kv_budget: int = typer.Option(4800, "--kv-budget", min=16, help="KV tokens of the fixed pool, all rows."),
+          max_new_tokens: int = typer.Option(1024, "--max-new-tokens", min=1, help="Generation limit per request."),
+          page_size: int = typer.Option(16, min=1, help="Tokens per KV page."),
+          modes: List[str] = typer.Option(["pool", "ample", "static"], "--mode",
+                                          help="pool: the --kv-budget pool; ample: a pool nothing waits for (the "
+                                               "pool's overhead); static: no pool, every row at full capacity."),
+          repeats: int = typer.Option(1, min=1, help="Repeats, order rotated (medians)."),
+          plot: Optional[Path] = typer.Option(None, help="PNG of rows in flight over time (default: beside the JSON)."),
+          device: Optional[str] = DEVICE, json: Optional[Path] = JSON):
+    """Serving under a fixed KV pool (the R-KV stress protocol): tokens/s, tasks/s, rows in flight over time,
+    preemptions, and the pool's overhead against the engine without a pool; greedy texts checked equal."""
+    from rich.progress import Progress
+
+    from thinkc.bench.serve import MODES, plot_rows_in_flight, run_serve_bench
+    from thinkc.infer.policies import METHODS
+
+    dev = _device(device)
+    for m in methods:
+        if m not in METHODS:
+            raise ThinkcError(f"--method {m!r}: choose among {', '.join(METHODS)}")
+    for m in modes:
+        if m not in MODES:
+            raise ThinkcError(f"--mode {m!r}: choose among {', '.join(MODES)}")
+    with Progress(transient=True) as bar:
+        task = bar.add_task("bench serve", total=len(methods) * len(modes) * repeats)
+        table, traces = run_serve_bench(list(methods), n=n, rows=rows, kv_budget=kv_budget, max_new=max_new_tokens,
+                                        page_size=page_size, repeats=repeats, device=dev, modes=tuple(modes),
+                                        progress=lambda: bar.advance(task))
+    _finish("serve", dev, table, json)
+    if traces:
+        from thinkc.home import thinkc_home
+
+        out = plot or (json.with_suffix(".png") if json else thinkc_home() / "bench" / f"serve-{dev.split(':')[0]}.png")
+        typer.echo(f"wrote {plot_rows_in_flight(traces, out, kv_budget)}")
