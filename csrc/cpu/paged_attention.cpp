@@ -116,18 +116,39 @@ THINKC_INLINE float exp_neg(float x) {
   return p * float_of(static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23);
 }
 
-// a . b over n floats: 16 independent lane sums (no reassociation needed to vectorise), then a tree.
-THINKC_INLINE float dot(const float* THINKC_RESTRICT a, const float* THINKC_RESTRICT b, int64_t n) {
-  constexpr int L = 16;
-  float acc[L] = {};
+// Loops over D work on blocks of kLanes floats copied into local arrays: no aliasing for the compiler
+// to prove and no reassociation needed, so each block becomes a few vector instructions at any width.
+constexpr int kLanes = 16;
+
+// a . b over n floats: kLanes independent partial sums, then a tree.
+THINKC_INLINE float dot(const float* a, const float* b, int64_t n) {
+  float acc[kLanes] = {};
   int64_t d = 0;
-  for (; d + L <= n; d += L)
-    for (int l = 0; l < L; ++l) acc[l] += a[d + l] * b[d + l];
-  for (int w = L / 2; w > 0; w /= 2)
-    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
-  float s = acc[0];
+  for (; d + kLanes <= n; d += kLanes) {
+    float x[kLanes], y[kLanes];
+    std::memcpy(x, a + d, sizeof x);
+    std::memcpy(y, b + d, sizeof y);
+    for (int l = 0; l < kLanes; ++l) acc[l] += x[l] * y[l];
+  }
+  float h[kLanes / 2];
+  for (int l = 0; l < kLanes / 2; ++l) h[l] = acc[l] + acc[l + kLanes / 2];
+  for (int l = 0; l < kLanes / 4; ++l) h[l] += h[l + kLanes / 4];
+  float s = (h[0] + h[2]) + (h[1] + h[3]);
   for (; d < n; ++d) s += a[d] * b[d];
   return s;
+}
+
+// acc = acc * c + p * v over n floats (c = 1: a plain axpy).
+THINKC_INLINE void scale_add(float* acc, float c, float p, const float* v, int64_t n) {
+  int64_t d = 0;
+  for (; d + kLanes <= n; d += kLanes) {
+    float x[kLanes], y[kLanes];
+    std::memcpy(x, acc + d, sizeof x);
+    std::memcpy(y, v + d, sizeof y);
+    for (int l = 0; l < kLanes; ++l) x[l] = x[l] * c + p * y[l];
+    std::memcpy(acc + d, x, sizeof x);
+  }
+  for (; d < n; ++d) acc[d] = acc[d] * c + p * v[d];
 }
 
 // Per-thread working memory, sized once per paged_attention_run call.
@@ -149,8 +170,7 @@ struct Scratch {
 };
 
 // One block of visible keys for one query: online-softmax update of (m, l, acc).
-THINKC_INLINE void attend_block(Scratch& s, const float* THINKC_RESTRICT q, const float* mrow, int nv, float& m,
-                                float& l, float* THINKC_RESTRICT acc) {
+THINKC_INLINE void attend_block(Scratch& s, const float* q, const float* mrow, int nv, float& m, float& l, float* acc) {
   const int64_t D = s.D;
   float bm = kNegInf;
   for (int k = 0; k < nv; ++k) {
@@ -160,21 +180,14 @@ THINKC_INLINE void attend_block(Scratch& s, const float* THINKC_RESTRICT q, cons
   }
   const float mn = bm > m ? bm : m;
   if (mn == kNegInf) return;  // every score -inf: weight 0 (only an overflowing mask/score gets here)
-  if (mn > m) {
-    const float c = exp_neg(m - mn);
-    l *= c;
-    for (int64_t d = 0; d < D; ++d) acc[d] *= c;
-    m = mn;
-  }
+  const float c = mn > m ? exp_neg(m - mn) : 1.0f;  // rescale of the running sums (folded into key 0)
+  m = mn;
   float sum = 0.0f;
   for (int k = 0; k < nv; ++k) s.score[k] = exp_neg(s.score[k] - mn);
   for (int k = 0; k < nv; ++k) sum += s.score[k];
-  l += sum;
-  for (int k = 0; k < nv; ++k) {
-    const float p = s.score[k];
-    const float* THINKC_RESTRICT v = s.vp[s.idx[k]];
-    for (int64_t d = 0; d < D; ++d) acc[d] += p * v[d];
-  }
+  l = l * c + sum;
+  scale_add(acc, c, s.score[0], s.vp[s.idx[0]], D);
+  for (int k = 1; k < nv; ++k) scale_add(acc, 1.0f, s.score[k], s.vp[s.idx[k]], D);
 }
 
 // Mask values of keys [j0, j0 + n) for the unit's nw positions; returns how many keys any position sees.
@@ -274,6 +287,30 @@ THINKC_INLINE void store_outputs(const PagedAttentionArgs& a, int64_t i, int64_t
     }
 }
 
+// Keys in the block starting at j0: at most kKeyBlock, never past its page or kv_len.
+THINKC_INLINE int block_len(const PagedAttentionArgs& a, int64_t j0) {
+  return static_cast<int>(std::min({a.kv_len - j0, (j0 / a.page_size + 1) * a.page_size - j0, kKeyBlock}));
+}
+
+// Asks the cache for the K / V rows of the block starting at j0 of KV head h (pages are scattered, so
+// the hardware prefetcher cannot guess the next one). A page number outside the pool is ignored.
+template <class E>
+THINKC_INLINE void prefetch_block(const PagedAttentionArgs& a, const int32_t* pages, int64_t h, int64_t j0) {
+#if defined(__GNUC__)
+  if (j0 >= a.kv_len) return;
+  const int64_t page = pages[j0 / a.page_size];
+  if (page < 0 || page >= a.P / a.page_size) return;
+  const int64_t off = (h * a.P + page * a.page_size + j0 % a.page_size) * a.D * sizeof(typename E::Raw);
+  const int64_t bytes = block_len(a, j0) * a.D * sizeof(typename E::Raw);
+  const char* k = static_cast<const char*>(a.k_pool) + off;
+  const char* v = static_cast<const char*>(a.v_pool) + off;
+  for (int64_t o = 0; o < bytes; o += 64) {
+    __builtin_prefetch(k + o);
+    __builtin_prefetch(v + o);
+  }
+#endif
+}
+
 template <class E>
 THINKC_INLINE int64_t run_unit(const PagedAttentionArgs& a, int64_t unit, Scratch& s) {
   const int64_t chunks = (a.W + kQueryChunk - 1) / kQueryChunk, G = a.Hq / a.H, ps = a.page_size;
@@ -282,9 +319,11 @@ THINKC_INLINE int64_t run_unit(const PagedAttentionArgs& a, int64_t unit, Scratc
   load_queries<E>(a, i, h, w0, nw, s);
   const auto* mask_rows = static_cast<const typename E::Raw*>(a.mask) + i * a.mask_sb + w0 * a.mask_sw;
   const int32_t* pages = a.block_table + i * a.max_pages;
+  prefetch_block<E>(a, pages, h, 0);
   for (int64_t j0 = 0; j0 < a.kv_len;) {
     const int64_t pi = j0 / ps;
-    const int n = static_cast<int>(std::min({a.kv_len - j0, (pi + 1) * ps - j0, kKeyBlock}));
+    const int n = block_len(a, j0);
+    prefetch_block<E>(a, pages, h, j0 + n);
     if (block_visibility<E>(a, mask_rows, j0, n, nw, s) > 0) {
       const int64_t page = pages[pi];
       if (page < 0 || page >= n_phys) return i * a.max_pages + pi;
