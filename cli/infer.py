@@ -131,6 +131,8 @@ def infer(
     if method not in METHODS:
         raise ThinkcError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
     budget = _parse_budget(budget)
+    if kv_budget is not None and kv_budget < page_size:
+        raise ThinkcError(f"--kv-budget {kv_budget}: the pool needs at least one page ({page_size} tokens)")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     on_cuda = device.startswith("cuda")
