@@ -102,6 +102,10 @@ def infer(
                                                  "on CUDA what fits beside the weights (90% of free memory); on CPU "
                                                  "none (every row reserves its full length)."),
     page_size: int = typer.Option(16, "--page-size", min=1, help="Tokens per KV page (with a pool)."),
+    pool_attention: Optional[str] = typer.Option(None, "--pool-attention",
+                                                 help="How attention reads the pool: flex (FlexAttention on the pages; "
+                                                      "the CUDA default), kernel (thinkc's C++ op; the CPU default when "
+                                                      "built) or gather (copy the rows' pages, then SDPA)."),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile",
                                            help="Run the decode step under torch.compile (CUDA graphs on GPU). "
                                                 "Default: on for CUDA, off on CPU. The cold start is printed."),
@@ -131,6 +135,10 @@ def infer(
     if method not in METHODS:
         raise ThinkcError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
     budget = _parse_budget(budget)
+    from thinkc.infer.pool import ATTENTION_MODES
+
+    if pool_attention is not None and pool_attention not in ATTENTION_MODES:
+        raise ThinkcError(f"--pool-attention {pool_attention!r}: choose one of {', '.join(ATTENTION_MODES)}")
     if kv_budget is not None and kv_budget < page_size:
         raise ThinkcError(f"--kv-budget {kv_budget}: the pool needs at least one page ({page_size} tokens)")
     if device == "auto":
@@ -147,7 +155,7 @@ def infer(
     o = dict(method=method, model=model, gist_config=gist_config, budget=budget, window=window, device=device,
              dtype=dtype, batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature,
              top_p=top_p, seed=seed, compress_every=compress_every, show_answer=prompt is not None,
-             kv_budget=kv_budget, page_size=page_size, compile=compile)
+             kv_budget=kv_budget, page_size=page_size, compile=compile, pool_attention=pool_attention)
     if output is None:  # --prompt alone: decode into a scratch file, print the answer
         import tempfile
 
@@ -176,7 +184,7 @@ def _infer(console, records: list[dict], output: Path, o: dict, keep: bool) -> N
                              max_new_tokens=o["max_new_tokens"], compress_every=o["compress_every"],
                              sampling=SamplingConfig(o["temperature"], o["top_p"], o["seed"]), extra=extra,
                              kv_budget=o["kv_budget"] or default_kv_budget(mdl, o["page_size"]),
-                             page_size=o["page_size"], compile=o["compile"])
+                             page_size=o["page_size"], compile=o["compile"], attention=o["pool_attention"])
     check_resumable(done, settings, output)
     if skipped:
         console.print(f"resuming: {skipped} of {len(records)} samples already in {output}", highlight=False)

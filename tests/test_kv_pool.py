@@ -151,3 +151,17 @@ def test_bucket_sizes():
 
     assert [bucket(n, 64) for n in (0, 1, 8, 9, 17, 33, 64, 80)] == [8, 8, 8, 16, 32, 64, 64, 64]
     assert bucket(30, 20) == 20
+
+
+@pytest.mark.parametrize("pool", [{}, {"kv_budget": 96, "page_size": 8}])
+def test_packed_gist_blocks_equal_streamed(pool):
+    """A row that ends a thought feeds its whole gist block in one forward (pack_blocks): the same
+    tokens, logits (to float rounding) and measurements as streaming it one token per step, in fewer
+    steps; with and without a tight pool."""
+    model = tiny_model("qwen2", vocab_size=256)
+    prompts, policy = _prompts(4), _policy("lightthinker")
+    streamed, s_engine = _run(model, prompts, policy, plain=False, **pool)
+    packed, p_engine = _run(model, prompts, policy, plain=False, pack_blocks=True, **pool)
+    _same(packed, streamed)
+    assert sum(r.compressions for r in packed) >= 2 * len(prompts)
+    assert p_engine.meter.row_steps < s_engine.meter.row_steps

@@ -43,7 +43,8 @@ class DecodeEngine:
     def __init__(self, model, policy, *, slots: int, max_prompt: int, max_new_tokens: int, eos_ids=(),
                  sampling: SamplingConfig = SamplingConfig(), prefill_chunk: int = 512, record: bool = False,
                  compile: bool | str = False, kv_bucket: int = 256, plain: bool = True,
-                 kv_budget: int | None = None, page_size: int = 16, attention: str | None = None):
+                 kv_budget: int | None = None, page_size: int = 16, attention: str | None = None,
+                 pack_blocks: bool = False):
         self.model, self.policy, self.B = model, policy, int(slots)
         self.max_slots = self.B  # with a pool, B follows the rows in flight (thinkc.infer.buckets)
         self.base = model.get_decoder() if hasattr(model, "get_decoder") else model.model
@@ -55,8 +56,9 @@ class DecodeEngine:
         self.tpl = GistTemplates.build(self.spec, self.device) if self.spec is not None else None
         self.Wb = self.tpl.width if self.tpl else 1
         # a gist block streams in one token per step (every step has the same shape) unless its cache
-        # tokens see each other (bi_directional): then the rest of a block goes in one extra forward
-        self.stream_blocks = self.spec is None or not self.spec.flags.bi_directional
+        # tokens see each other (bi_directional) or `pack_blocks` asks: then the rest of a block goes in
+        # one extra forward of the rows that feed one (its ids are known once the thought ends)
+        self.stream_blocks = not pack_blocks and (self.spec is None or not self.spec.flags.bi_directional)
         self.eos = torch.tensor(sorted({int(e) for e in eos_ids}) or [-1], device=self.device)
         close = len(self.spec.close_ids) if self.spec is not None else 0
         cap = int(max_prompt) + self.max_new + self.Wb + 1

@@ -43,6 +43,7 @@ def decode(
     kv_budget: int | None = None,
     page_size: int = 16,
     attention: str | None = None,
+    pack_blocks: bool = False,
     engine_out: list | None = None,
 ) -> list[DecodeResult]:
     """Decode every prompt (token id lists, ragged) to at most `max_new_tokens` tokens or an EOS id.
@@ -57,14 +58,16 @@ def decode(
     `kv_budget`: KV tokens for all rows together, in pages of `page_size` (thinkc.infer.pool): rows
     are admitted by free pages and preempted (swapped to host) when the pool runs dry; None gives
     every row its full capacity; `attention`: how the pool is read (thinkc.infer.attention: gather,
-    flex or kernel; default flex on CUDA, the C++ kernel or gather on CPU). `engine_out`: a list the engine is appended to (its measurements)."""
+    flex or kernel; default flex on CUDA, the C++ kernel or gather on CPU). `pack_blocks`: a row that ends
+    a thought feeds the rest of its gist block in one forward instead of one token per step.
+    `engine_out`: a list the engine is appended to (its measurements)."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("decode needs non-empty prompts")
     engine = DecodeEngine(model, policy, slots=min(batch_size or len(prompts), len(prompts)),
                           max_prompt=max(map(len, prompts)), max_new_tokens=max_new_tokens, eos_ids=eos_ids,
                           sampling=sampling, prefill_chunk=prefill_chunk, record=record_logits,
                           compile=compile, kv_budget=kv_budget, page_size=page_size,
-                          attention=attention)
+                          attention=attention, pack_blocks=pack_blocks)
     if engine_out is not None:
         engine_out.append(engine)
     return engine.run(prompts, sample_indices, force_compress, on_step=on_step, on_result=on_result,

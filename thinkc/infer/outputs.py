@@ -42,6 +42,7 @@ class InferSettings:
     kv_budget: int | None = None  # KV tokens for all rows (a page pool); None: every row at full capacity
     page_size: int = 16
     compile: bool = False  # the decode step under torch.compile (CUDA graphs on GPU)
+    attention: str | None = None  # how attention reads the pool (thinkc.infer.attention); None: the device's default
 
     def fingerprint(self) -> dict:
         """What a row's result depends on: a resume reuses only rows made with the same values.
@@ -125,7 +126,8 @@ def write_summary(output, stats: RunStats, settings: InferSettings) -> Path:
 
     path = summary_path(output)
     body = {**stats.summary(), "method": settings.method, "model": settings.model_label,
-            "batch_size": settings.batch_size, "compile": settings.compile}
+            "batch_size": settings.batch_size, "compile": settings.compile,
+            "pool_attention": stats.engine.get("attention")}
     with atomic_write(path) as f:
         f.write(json.dumps(body, indent=2) + "\n")
     return path

@@ -124,6 +124,7 @@ def _run_local(model, tokenizer, records, policy, settings, build_prompt, output
                    on_step=on_tokens, on_result=finished, batch_size=settings.batch_size,
                    prompt_meta=metas if any(m is not None for m in metas) else None,
                    kv_budget=settings.kv_budget, page_size=settings.page_size, compile=settings.compile,
+                   attention=settings.attention,
                    engine_out=engines)
     if stats is not None:
         stats.samples, stats.wall_s, stats.generated_tokens = len(todo), time.perf_counter() - t0, n_tok

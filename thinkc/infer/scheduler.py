@@ -219,7 +219,8 @@ class Scheduler:
     def summary(self) -> dict:
         pages = self.pool.pages
         return {"kv_budget": self.pool.kv_budget, "page_size": pages.page_size,
-                "kv_peak": pages.peak_used * pages.page_size, "preemptions": self.preemptions}
+                "kv_peak": pages.peak_used * pages.page_size, "preemptions": self.preemptions,
+                "attention": self.pool.attention}
 
 
 def _take(state, s: int, B: int) -> dict:
