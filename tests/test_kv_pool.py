@@ -52,7 +52,7 @@ CASES = [("vanilla", True), ("vanilla", False), ("lightthinker", True), ("lightt
          ("streamingllm", False)]
 
 
-@pytest.mark.parametrize("attention", ["gather", "flex"])
+@pytest.mark.parametrize("attention", ["gather", "flex", "kernel"])
 @pytest.mark.parametrize("method,plain", CASES)
 def test_tight_pool_equals_unbudgeted(method, plain, attention):
     """A pool far smaller than the rows' needs: rows wait, get preempted (swapped to the host) and

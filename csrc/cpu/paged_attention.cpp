@@ -1,27 +1,25 @@
 // Attention over a paged KV pool, pure C++ (see paged_attention.h).
 //
-// The hot loops (dot products over D, the block's exponentials, the P @ V accumulation, the dtype
-// conversions) are plain loops over contiguous floats that the compiler vectorises. The entry points
-// are compiled three times (AVX-512, AVX2, baseline x86-64) with target_clones and picked at load time
-// by the CPU's features, so the extension keeps its portable -O3 flags; every helper is always_inline
-// so it is compiled inside each clone. No -ffast-math: the exponential is a polynomial of our own.
+// A unit walks its row's logical keys in blocks of kKeyBlock: the mask says which keys of the block
+// each query position sees; only pages holding a visible key are looked up (and checked) in the block
+// table; K / V rows are used in place (float32) or converted to float rows in the scratch; then every
+// query of the unit (G heads x positions) updates its online softmax with the block. While a block is
+// computed, the next block's rows are prefetched (pages are scattered: hardware prefetchers cannot guess).
+//
+// The entry points are compiled three times (AVX-512, AVX2, baseline x86-64) with target_clones and
+// picked at load time by the CPU's features, so the extension keeps its portable -O3 flags; the head
+// dims 32, 64 and 128 get unrolled copies (kD), any other D the generic loops.
 #include "cpu/paged_attention.h"
 
 #include <algorithm>
-#include <cstring>
-#include <limits>
 #include <type_traits>
 #include <vector>
 
-#if defined(__GNUC__)
-#define THINKC_INLINE inline __attribute__((always_inline))
-#define THINKC_RESTRICT __restrict__
-#else
-#define THINKC_INLINE inline
-#define THINKC_RESTRICT
-#endif
+#include "cpu/paged_attention_math.h"
 
-#if defined(__x86_64__) && defined(__linux__) && defined(__has_attribute)
+// -DTHINKC_NO_CLONES: one copy for the compiler's own -m flags (how to run the ctest through the AVX2
+// or baseline code on an AVX-512 machine: add -mavx2, or nothing).
+#if defined(__x86_64__) && defined(__linux__) && defined(__has_attribute) && !defined(THINKC_NO_CLONES)
 #if __has_attribute(target_clones)
 #define THINKC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
@@ -33,52 +31,10 @@
 namespace thinkc {
 namespace {
 
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+using namespace paged_math;  // NOLINT: the kernel's own helpers
+static_assert(kKeyBlock == 32, "max32 / sum32 reduce blocks of 32 keys");
 
-THINKC_INLINE uint32_t bits_of(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  return u;
-}
-
-THINKC_INLINE float float_of(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
-
-// Branch-free (selects only) so that a loop of conversions vectorises.
-THINKC_INLINE float half_bits_to_float(uint16_t h) {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16, em = h & 0x7fffu;
-  const float subnormal = static_cast<float>(static_cast<int32_t>(em)) * 0x1p-24f;  // exact for em < 0x400
-  uint32_t mag = em >= 0x7c00u ? (em << 13) | 0x7f800000u : (em << 13) + (112u << 23);  // inf/NaN : rebias
-  mag = em < 0x400u ? bits_of(subnormal) : mag;
-  return float_of(sign | mag);
-}
-
-THINKC_INLINE uint16_t float_to_half_bits(float f) {
-  const uint32_t u = bits_of(f), sign = (u >> 16) & 0x8000u, mag = u & 0x7fffffffu;
-  if (mag > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);  // NaN stays a (quiet) NaN
-  if (mag >= 0x47800000u) return static_cast<uint16_t>(sign | 0x7c00u);  // >= 2^16: inf
-  if (mag < 0x38800000u) {  // below 2^-14: a half subnormal. Adding 0.5 (ulp 2^-24 = the subnormal step)
-    // makes the FPU round to nearest even; the result's low mantissa bits are the half's.
-    return static_cast<uint16_t>(sign | (bits_of(float_of(mag) + 0.5f) - bits_of(0.5f)));
-  }
-  // Normal: rebias the exponent (127 -> 15) and round 23 -> 10 mantissa bits to nearest even; a carry
-  // out of the mantissa correctly bumps the exponent (up to inf for [65520, 65536)).
-  const uint32_t odd = (mag >> 13) & 1u;
-  return static_cast<uint16_t>(sign | ((mag - (112u << 23) + 0xfffu + odd) >> 13));
-}
-
-THINKC_INLINE float bf16_bits_to_float(uint16_t h) { return float_of(static_cast<uint32_t>(h) << 16); }
-
-THINKC_INLINE uint16_t float_to_bf16_bits(float f) {
-  const uint32_t u = bits_of(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);  // quiet NaN
-  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
-// Element types: raw storage, conversions, and the lowest finite value (mask entries <= it are "not visible").
+// Element types: raw storage, conversions, the lowest finite value (mask entries <= it are hidden).
 struct F32 {
   using Raw = float;
   static THINKC_INLINE float to_float(float x) { return x; }
@@ -98,147 +54,62 @@ struct F16 {
   static constexpr float kLowest = -65504.0f;
 };
 
-// exp(x) for x <= 0 (larger x works up to ~88): 2^n * e^r with |r| <= ln2 / 2, a degree-7 Taylor
-// polynomial (relative error < 1e-7); below -87 it returns exp(-87) ~ 1.6e-38 instead of underflowing,
-// which no sum of weights >= 1 can see. Selects and arithmetic only: vectorises.
-THINKC_INLINE float exp_neg(float x) {
-  x = x < -87.0f ? -87.0f : x;
-  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln2)
-  const float r = (x - n * 0.693145751953125f) - n * 1.428606765330187e-06f;  // Cody-Waite ln2 split
-  float p = 1.0f / 5040.0f;
-  p = p * r + 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  return p * float_of(static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23);
+template <int kD>
+THINKC_INLINE int64_t head_dim(int64_t runtime) {
+  return kD > 0 ? kD : runtime;
 }
 
-// Loops over D work on blocks of kLanes floats copied into local arrays: no aliasing for the compiler
-// to prove and no reassociation needed, so each block becomes a few vector instructions at any width.
-constexpr int kLanes = 16;
-
-// a . b over n floats: kLanes independent partial sums, then a tree.
-THINKC_INLINE float dot(const float* a, const float* b, int64_t n) {
-  float acc[kLanes] = {};
-  int64_t d = 0;
-  for (; d + kLanes <= n; d += kLanes) {
-    float x[kLanes], y[kLanes];
-    std::memcpy(x, a + d, sizeof x);
-    std::memcpy(y, b + d, sizeof y);
-    for (int l = 0; l < kLanes; ++l) acc[l] += x[l] * y[l];
-  }
-  float h[kLanes / 2];
-  for (int l = 0; l < kLanes / 2; ++l) h[l] = acc[l] + acc[l + kLanes / 2];
-  for (int l = 0; l < kLanes / 4; ++l) h[l] += h[l + kLanes / 4];
-  float s = (h[0] + h[2]) + (h[1] + h[3]);
-  for (; d < n; ++d) s += a[d] * b[d];
-  return s;
-}
-
-// acc = acc * c + p * v over n floats (c = 1: a plain axpy).
-THINKC_INLINE void scale_add(float* acc, float c, float p, const float* v, int64_t n) {
-  int64_t d = 0;
-  for (; d + kLanes <= n; d += kLanes) {
-    float x[kLanes], y[kLanes];
-    std::memcpy(x, acc + d, sizeof x);
-    std::memcpy(y, v + d, sizeof y);
-    for (int l = 0; l < kLanes; ++l) x[l] = x[l] * c + p * y[l];
-    std::memcpy(acc + d, x, sizeof x);
-  }
-  for (; d < n; ++d) acc[d] = acc[d] * c + p * v[d];
-}
-
-// Per-thread working memory, sized once per paged_attention_run call.
+// Per-thread working memory, sized once per paged_attention_run call. Query qi = g * nw + wi.
 struct Scratch {
-  int64_t D;
-  std::vector<float> q, acc, m, l;   // [G * kQueryChunk, D] scaled queries / accumulators, running max / sum
-  std::vector<float> kbuf, vbuf;     // [kKeyBlock, D] converted K / V rows (non-float dtypes)
-  std::vector<float> maskf;          // [kQueryChunk, kKeyBlock] the block's mask values as float
-  std::vector<uint8_t> vis;          // [kQueryChunk, kKeyBlock] key t visible to position wi
-  uint8_t any[kKeyBlock];            // key t visible to some position of the unit
-  const float* kp[kKeyBlock];        // float rows of the block's keys (pool or kbuf)
+  int64_t G, D;
+  std::vector<float> q, acc, m, l;  // [G * kQueryChunk (, D)] scaled queries, accumulators, running max / sum
+  std::vector<float> kbuf, vbuf;    // [kKeyBlock, D] converted K / V rows (non-float dtypes)
+  std::vector<float> maskf;         // [kQueryChunk, kKeyBlock] the block's mask values as float
+  std::vector<uint8_t> vis;         // [kQueryChunk, kKeyBlock] key t visible to position wi
+  std::vector<float> score;         // [G, kKeyBlock] one position's scores, then weights
+  uint8_t any[kKeyBlock];           // key t visible to some position of the unit
+  const float* kp[kKeyBlock];       // float rows of the block's visible keys (pool or kbuf)
   const float* vp[kKeyBlock];
-  int32_t idx[kKeyBlock];            // visible keys of one position
-  float score[kKeyBlock];
+  int32_t idx[kKeyBlock];           // the visible keys of one position
 
-  Scratch(int64_t G, int64_t D_)
-      : D(D_), q(G * kQueryChunk * D_), acc(G * kQueryChunk * D_), m(G * kQueryChunk), l(G * kQueryChunk),
-        kbuf(kKeyBlock * D_), vbuf(kKeyBlock * D_), maskf(kQueryChunk * kKeyBlock), vis(kQueryChunk * kKeyBlock) {}
+  Scratch(int64_t G_, int64_t D_)
+      : G(G_), D(D_), q(G_ * kQueryChunk * D_), acc(G_ * kQueryChunk * D_), m(G_ * kQueryChunk),
+        l(G_ * kQueryChunk), kbuf(kKeyBlock * D_), vbuf(kKeyBlock * D_), maskf(kQueryChunk * kKeyBlock),
+        vis(kQueryChunk * kKeyBlock), score(G_ * kKeyBlock) {}
 };
 
-// One block of visible keys for one query: online-softmax update of (m, l, acc).
-THINKC_INLINE void attend_block(Scratch& s, const float* q, const float* mrow, int nv, float& m, float& l, float* acc) {
-  const int64_t D = s.D;
-  float bm = kNegInf;
+// Online-softmax update of one query (m, l, acc) with its scores sc[0, nv) of the block's visible keys.
+template <int kD>
+THINKC_INLINE void softmax_update(Scratch& s, float* sc, int nv, float& m, float& l, float* acc) {
+  for (int k = nv; k < kKeyBlock; ++k) sc[k] = kNegInf;
+  const float bm = max32(sc), mn = bm > m ? bm : m;
+  if (mn == kNegInf) return;  // every score -inf: weight 0 (only an overflowing mask or score gets here)
+  const float c = exp_neg(m - mn);  // rescale of the running sums; exactly 1 when the max did not move
+  m = mn;
+  for (int k = 0; k < kKeyBlock; ++k) sc[k] = k < nv ? exp_neg(sc[k] - mn) : 0.0f;
+  l = l * c + sum32(sc);
+  accumulate<kD>(acc, c, sc, s.vp, s.idx, nv, head_dim<kD>(s.D));
+}
+
+// Position wi's G queries against its nv visible keys s.idx[0, nv): all scores first (each K row is
+// loaded once for the G heads), then one softmax update per head.
+template <int kD>
+THINKC_INLINE void attend_group(Scratch& s, int64_t nw, int64_t wi, int nv) {
+  const int64_t D = head_dim<kD>(s.D), G = s.G;
+  const float* mrow = s.maskf.data() + wi * kKeyBlock;
   for (int k = 0; k < nv; ++k) {
     const int t = s.idx[k];
-    s.score[k] = dot(q, s.kp[t], D) + mrow[t];
-    bm = s.score[k] > bm ? s.score[k] : bm;
+    for (int64_t g = 0; g < G; ++g)
+      s.score[g * kKeyBlock + k] = dot(s.q.data() + (g * nw + wi) * D, s.kp[t], D) + mrow[t];
   }
-  const float mn = bm > m ? bm : m;
-  if (mn == kNegInf) return;  // every score -inf: weight 0 (only an overflowing mask/score gets here)
-  const float c = mn > m ? exp_neg(m - mn) : 1.0f;  // rescale of the running sums (folded into key 0)
-  m = mn;
-  float sum = 0.0f;
-  for (int k = 0; k < nv; ++k) s.score[k] = exp_neg(s.score[k] - mn);
-  for (int k = 0; k < nv; ++k) sum += s.score[k];
-  l = l * c + sum;
-  scale_add(acc, c, s.score[0], s.vp[s.idx[0]], D);
-  for (int k = 1; k < nv; ++k) scale_add(acc, 1.0f, s.score[k], s.vp[s.idx[k]], D);
-}
-
-// Mask values of keys [j0, j0 + n) for the unit's nw positions; returns how many keys any position sees.
-template <class E>
-THINKC_INLINE int block_visibility(const PagedAttentionArgs& a, const typename E::Raw* mask_rows, int64_t j0,
-                                   int n, int64_t nw, Scratch& s) {
-  uint8_t* any = s.any;
-  std::fill(any, any + n, uint8_t{0});
-  for (int64_t wi = 0; wi < nw; ++wi) {
-    const typename E::Raw* row = mask_rows + wi * a.mask_sw + j0;
-    float* mf = s.maskf.data() + wi * kKeyBlock;
-    uint8_t* vis = s.vis.data() + wi * kKeyBlock;
-    for (int t = 0; t < n; ++t) {
-      mf[t] = E::to_float(row[t]);
-      vis[t] = mf[t] > E::kLowest;
-      any[t] |= vis[t];
-    }
-  }
-  int count = 0;
-  for (int t = 0; t < n; ++t) count += any[t];
-  return count;
-}
-
-// Float pointers to the block's K / V rows (physical slots slot0 .. slot0 + n of KV head h): straight
-// into the pool for float32, else rows converted into the scratch (visible rows only).
-template <class E>
-THINKC_INLINE void fetch_rows(const PagedAttentionArgs& a, int64_t h, int64_t slot0, int n, Scratch& s) {
-  const int64_t D = a.D;
-  const auto* kbase = static_cast<const typename E::Raw*>(a.k_pool) + (h * a.P + slot0) * D;
-  const auto* vbase = static_cast<const typename E::Raw*>(a.v_pool) + (h * a.P + slot0) * D;
-  for (int t = 0; t < n; ++t) {
-    if constexpr (std::is_same<E, F32>::value) {
-      s.kp[t] = kbase + t * D;
-      s.vp[t] = vbase + t * D;
-    } else {
-      float* THINKC_RESTRICT kd = s.kbuf.data() + t * D;
-      float* THINKC_RESTRICT vd = s.vbuf.data() + t * D;
-      s.kp[t] = kd;
-      s.vp[t] = vd;
-      if (!s.any[t]) continue;
-      const typename E::Raw* THINKC_RESTRICT ks = kbase + t * D;
-      const typename E::Raw* THINKC_RESTRICT vs = vbase + t * D;
-      for (int64_t d = 0; d < D; ++d) kd[d] = E::to_float(ks[d]);
-      for (int64_t d = 0; d < D; ++d) vd[d] = E::to_float(vs[d]);
-    }
+  for (int64_t g = 0; g < G; ++g) {
+    const int64_t qi = g * nw + wi;
+    softmax_update<kD>(s, s.score.data() + g * kKeyBlock, nv, s.m[qi], s.l[qi], s.acc.data() + qi * D);
   }
 }
 
-// Every (query head of the group, position) of the unit against the block's visible keys.
-THINKC_INLINE void attend_positions(Scratch& s, int64_t G, int64_t nw, int n) {
-  const int64_t D = s.D;
+template <int kD>
+THINKC_INLINE void attend_positions(Scratch& s, int64_t nw, int n) {
   for (int64_t wi = 0; wi < nw; ++wi) {
     const uint8_t* vis = s.vis.data() + wi * kKeyBlock;
     int nv = 0;
@@ -246,19 +117,101 @@ THINKC_INLINE void attend_positions(Scratch& s, int64_t G, int64_t nw, int n) {
       s.idx[nv] = t;
       nv += vis[t];
     }
-    if (nv == 0) continue;
-    const float* mrow = s.maskf.data() + wi * kKeyBlock;
-    for (int64_t g = 0; g < G; ++g) {
-      const int64_t qi = g * nw + wi;
-      attend_block(s, s.q.data() + qi * D, mrow, nv, s.m[qi], s.l[qi], s.acc.data() + qi * D);
+    if (nv > 0) attend_group<kD>(s, nw, wi, nv);
+  }
+}
+
+// Mask values of keys [j0, j0 + n) for the unit's nw positions; returns how many keys some position sees.
+template <class E>
+THINKC_INLINE int block_visibility(const PagedAttentionArgs& a, const typename E::Raw* mask_rows, int64_t j0, int n,
+                                   int64_t nw, Scratch& s) {
+  std::fill(s.any, s.any + n, uint8_t{0});
+  for (int64_t wi = 0; wi < nw; ++wi) {
+    const typename E::Raw* row = mask_rows + wi * a.mask_sw + j0;
+    float* mf = s.maskf.data() + wi * kKeyBlock;
+    uint8_t* vis = s.vis.data() + wi * kKeyBlock;
+    for (int t = 0; t < n; ++t) {
+      mf[t] = E::to_float(row[t]);
+      vis[t] = mf[t] > E::kLowest;
+      s.any[t] |= vis[t];
     }
   }
+  int count = 0;
+  for (int t = 0; t < n; ++t) count += s.any[t];
+  return count;
+}
+
+// Float rows for block keys [t0, t0 + len), which sit on consecutive pool rows from `row0` (in rows of D).
+template <class E>
+THINKC_INLINE void set_rows(const PagedAttentionArgs& a, int64_t row0, int t0, int len, Scratch& s) {
+  const int64_t D = a.D;
+  const auto* ks = static_cast<const typename E::Raw*>(a.k_pool) + row0 * D;
+  const auto* vs = static_cast<const typename E::Raw*>(a.v_pool) + row0 * D;
+  for (int u = 0; u < len; ++u) {
+    const int t = t0 + u;
+    if constexpr (std::is_same<E, F32>::value) {
+      s.kp[t] = ks + u * D;
+      s.vp[t] = vs + u * D;
+    } else if (s.any[t]) {
+      float* THINKC_RESTRICT kd = s.kbuf.data() + t * D;
+      float* THINKC_RESTRICT vd = s.vbuf.data() + t * D;
+      for (int64_t d = 0; d < D; ++d) kd[d] = E::to_float(ks[u * D + d]);
+      for (int64_t d = 0; d < D; ++d) vd[d] = E::to_float(vs[u * D + d]);
+      s.kp[t] = kd;
+      s.vp[t] = vd;
+    }
+  }
+}
+
+// Rows of the block [j0, j0 + n) of KV head h, page by page; a page holding no visible key is not looked
+// up. Returns -1, or the block-table column of a page with visible keys that is not in the pool.
+template <class E>
+THINKC_INLINE int64_t fetch_rows(const PagedAttentionArgs& a, const int32_t* pages, int64_t h, int64_t j0, int n,
+                                 Scratch& s) {
+  const int64_t ps = a.page_size, n_phys = a.P / ps;
+  for (int t = 0; t < n;) {
+    const int64_t j = j0 + t, pi = j / ps;
+    const int len = static_cast<int>(std::min<int64_t>(n - t, (pi + 1) * ps - j));
+    uint8_t seen = 0;
+    for (int u = t; u < t + len; ++u) seen |= s.any[u];
+    if (seen) {
+      const int64_t page = pages[pi];
+      if (page < 0 || page >= n_phys) return pi;
+      set_rows<E>(a, h * a.P + page * ps + j % ps, t, len, s);
+    }
+    t += len;
+  }
+  return -1;
+}
+
+// Asks L2 for the K / V rows of the block starting at j0 (pages outside the pool are skipped). Into L2,
+// not L1 (locality 2): measured ~1.7x faster than prefetcht0 and ~2x faster than no prefetch at b=64,
+// D=32 (18 MB of K / V), as L1 has few line-fill buffers and the rows are read once.
+template <class E>
+THINKC_INLINE void prefetch_block(const PagedAttentionArgs& a, const int32_t* pages, int64_t h, int64_t j0) {
+#if defined(__GNUC__)
+  const int64_t ps = a.page_size, end = std::min(a.kv_len, j0 + kKeyBlock);
+  const int64_t row_bytes = a.D * static_cast<int64_t>(sizeof(typename E::Raw));
+  for (int64_t j = j0; j < end;) {
+    const int64_t pi = j / ps, stop = std::min(end, (pi + 1) * ps), page = pages[pi];
+    if (page >= 0 && page < a.P / ps) {
+      const int64_t off = (h * a.P + page * ps + j % ps) * row_bytes, bytes = (stop - j) * row_bytes;
+      const char* k = static_cast<const char*>(a.k_pool) + off;
+      const char* v = static_cast<const char*>(a.v_pool) + off;
+      for (int64_t o = 0; o < bytes; o += 64) {
+        __builtin_prefetch(k + o, 0, 2);
+        __builtin_prefetch(v + o, 0, 2);
+      }
+    }
+    j = stop;
+  }
+#endif
 }
 
 template <class E>
 THINKC_INLINE void load_queries(const PagedAttentionArgs& a, int64_t i, int64_t h, int64_t w0, int64_t nw,
                                 Scratch& s) {
-  const int64_t G = a.Hq / a.H, D = a.D;
+  const int64_t G = s.G, D = a.D;
   const auto* q = static_cast<const typename E::Raw*>(a.q);
   for (int64_t g = 0; g < G; ++g)
     for (int64_t wi = 0; wi < nw; ++wi) {
@@ -275,7 +228,7 @@ THINKC_INLINE void load_queries(const PagedAttentionArgs& a, int64_t i, int64_t 
 template <class E>
 THINKC_INLINE void store_outputs(const PagedAttentionArgs& a, int64_t i, int64_t h, int64_t w0, int64_t nw,
                                  Scratch& s) {
-  const int64_t G = a.Hq / a.H, D = a.D;
+  const int64_t G = s.G, D = a.D;
   auto* out = static_cast<typename E::Raw*>(a.out);
   for (int64_t g = 0; g < G; ++g)
     for (int64_t wi = 0; wi < nw; ++wi) {
@@ -287,73 +240,61 @@ THINKC_INLINE void store_outputs(const PagedAttentionArgs& a, int64_t i, int64_t
     }
 }
 
-// Keys in the block starting at j0: at most kKeyBlock, never past its page or kv_len.
-THINKC_INLINE int block_len(const PagedAttentionArgs& a, int64_t j0) {
-  return static_cast<int>(std::min({a.kv_len - j0, (j0 / a.page_size + 1) * a.page_size - j0, kKeyBlock}));
-}
-
-// Asks the cache for the K / V rows of the block starting at j0 of KV head h (pages are scattered, so
-// the hardware prefetcher cannot guess the next one). A page number outside the pool is ignored.
-template <class E>
-THINKC_INLINE void prefetch_block(const PagedAttentionArgs& a, const int32_t* pages, int64_t h, int64_t j0) {
-#if defined(__GNUC__)
-  if (j0 >= a.kv_len) return;
-  const int64_t page = pages[j0 / a.page_size];
-  if (page < 0 || page >= a.P / a.page_size) return;
-  const int64_t off = (h * a.P + page * a.page_size + j0 % a.page_size) * a.D * sizeof(typename E::Raw);
-  const int64_t bytes = block_len(a, j0) * a.D * sizeof(typename E::Raw);
-  const char* k = static_cast<const char*>(a.k_pool) + off;
-  const char* v = static_cast<const char*>(a.v_pool) + off;
-  for (int64_t o = 0; o < bytes; o += 64) {
-    __builtin_prefetch(k + o);
-    __builtin_prefetch(v + o);
-  }
-#endif
-}
-
-template <class E>
+// One unit = (row i, KV head h, query positions [w0, w0 + nw)); -1 or the error code of the header.
+template <class E, int kD>
 THINKC_INLINE int64_t run_unit(const PagedAttentionArgs& a, int64_t unit, Scratch& s) {
-  const int64_t chunks = (a.W + kQueryChunk - 1) / kQueryChunk, G = a.Hq / a.H, ps = a.page_size;
+  const int64_t chunks = (a.W + kQueryChunk - 1) / kQueryChunk;
   const int64_t i = unit / (a.H * chunks), h = unit / chunks % a.H, w0 = unit % chunks * kQueryChunk;
-  const int64_t nw = std::min(kQueryChunk, a.W - w0), n_phys = a.P / ps;
+  const int64_t nw = std::min(kQueryChunk, a.W - w0);
   load_queries<E>(a, i, h, w0, nw, s);
   const auto* mask_rows = static_cast<const typename E::Raw*>(a.mask) + i * a.mask_sb + w0 * a.mask_sw;
   const int32_t* pages = a.block_table + i * a.max_pages;
   prefetch_block<E>(a, pages, h, 0);
-  for (int64_t j0 = 0; j0 < a.kv_len;) {
-    const int64_t pi = j0 / ps;
-    const int n = block_len(a, j0);
-    prefetch_block<E>(a, pages, h, j0 + n);
-    if (block_visibility<E>(a, mask_rows, j0, n, nw, s) > 0) {
-      const int64_t page = pages[pi];
-      if (page < 0 || page >= n_phys) return i * a.max_pages + pi;
-      fetch_rows<E>(a, h, page * ps + j0 % ps, n, s);
-      attend_positions(s, G, nw, n);
-    }
-    j0 += n;
+  for (int64_t j0 = 0; j0 < a.kv_len; j0 += kKeyBlock) {
+    const int n = static_cast<int>(std::min(kKeyBlock, a.kv_len - j0));
+    prefetch_block<E>(a, pages, h, j0 + kKeyBlock);
+    if (block_visibility<E>(a, mask_rows, j0, n, nw, s) == 0) continue;
+    const int64_t bad = fetch_rows<E>(a, pages, h, j0, n, s);
+    if (bad >= 0) return i * a.max_pages + bad;
+    attend_positions<kD>(s, nw, n);
   }
   store_outputs<E>(a, i, h, w0, nw, s);
   return -1;
 }
 
-template <class E>
+template <class E, int kD>
 THINKC_INLINE int64_t run_range(const PagedAttentionArgs& a, int64_t begin, int64_t end) {
   Scratch s(a.Hq / a.H, a.D);
   for (int64_t u = begin; u < end; ++u) {
-    const int64_t bad = run_unit<E>(a, u, s);
+    const int64_t bad = run_unit<E, kD>(a, u, s);
     if (bad >= 0) return bad;
   }
   return -1;
 }
 
+// The common head dims get their own unrolled copy; any other D runs the generic loops.
+template <class E>
+THINKC_INLINE int64_t run_any_dim(const PagedAttentionArgs& a, int64_t begin, int64_t end) {
+  switch (a.D) {
+    case 32:
+      return run_range<E, 32>(a, begin, end);
+    case 64:
+      return run_range<E, 64>(a, begin, end);
+    case 128:
+      return run_range<E, 128>(a, begin, end);
+    default:
+      return run_range<E, 0>(a, begin, end);
+  }
+}
+
 THINKC_CLONES int64_t run_f32(const PagedAttentionArgs& a, int64_t begin, int64_t end) {
-  return run_range<F32>(a, begin, end);
+  return run_any_dim<F32>(a, begin, end);
 }
 THINKC_CLONES int64_t run_bf16(const PagedAttentionArgs& a, int64_t begin, int64_t end) {
-  return run_range<BF16>(a, begin, end);
+  return run_any_dim<BF16>(a, begin, end);
 }
 THINKC_CLONES int64_t run_f16(const PagedAttentionArgs& a, int64_t begin, int64_t end) {
-  return run_range<F16>(a, begin, end);
+  return run_any_dim<F16>(a, begin, end);
 }
 
 }  // namespace
@@ -387,9 +328,9 @@ int64_t paged_attention_run(const PagedAttentionArgs& a, int64_t begin, int64_t 
   }
 }
 
-float bf16_to_float(uint16_t h) { return bf16_bits_to_float(h); }
-uint16_t float_to_bf16(float f) { return float_to_bf16_bits(f); }
-float f16_to_float(uint16_t h) { return half_bits_to_float(h); }
-uint16_t float_to_f16(float f) { return float_to_half_bits(f); }
+float bf16_to_float(uint16_t h) { return paged_math::bf16_bits_to_float(h); }
+uint16_t float_to_bf16(float f) { return paged_math::float_to_bf16_bits(f); }
+float f16_to_float(uint16_t h) { return paged_math::half_bits_to_float(h); }
+uint16_t float_to_f16(float f) { return paged_math::float_to_half_bits(f); }
 
 }  // namespace thinkc

@@ -14,7 +14,7 @@
 //
 // Work unit = (row, KV head, chunk of up to kQueryChunk query positions): the unit's G query heads x
 // chunk positions share every K / V row it loads. Per unit, a flash-style online softmax runs over
-// blocks of at most kKeyBlock keys that never cross a page; all arithmetic is float32.
+// blocks of kKeyBlock logical keys (a block may span pages); all arithmetic is float32.
 #pragma once
 
 #include <cstdint>
@@ -24,7 +24,7 @@ namespace thinkc {
 enum class PagedDtype : int { kFloat32 = 0, kBFloat16 = 1, kFloat16 = 2 };
 
 constexpr int64_t kQueryChunk = 16;  // query positions per work unit
-constexpr int64_t kKeyBlock = 32;    // keys per online-softmax block (also bounded by the page)
+constexpr int64_t kKeyBlock = 32;    // logical keys per online-softmax block
 
 struct PagedAttentionArgs {
   const void* q = nullptr;            // [b, Hq, W, D] contiguous

@@ -3,7 +3,9 @@
 // ([1, H, P, D] K and V, rows mapped through block_table int32 [b, max_pages]) with an additive mask
 // [b, 1, W, kv_len]; mask entries <= finfo(dtype).min (or -inf) are skipped without reading K / V, and a
 // query with no visible key gives zeros. CPU only (cpu/paged_attention.cpp; on CUDA the engine uses
-// FlexAttention). Units of (row, KV head, query chunk) run in parallel through at::parallel_for.
+// FlexAttention). Units of (row, KV head, query chunk) are split over threads by at::parallel_for, which
+// is only parallel when the extension is compiled with -fopenmp (setup.py does not pass it at present:
+// then every unit runs on the calling thread).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>

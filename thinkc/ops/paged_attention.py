@@ -114,37 +114,39 @@ def _visible(mask: torch.Tensor) -> torch.Tensor:
     return mask > torch.finfo(mask.dtype).min
 
 
-def _gather_pages(pool: torch.Tensor, pages: torch.Tensor, page_size: int, kv_len: int) -> torch.Tensor:
-    """[b, H, kv_len, D] logical rows: one index_select of whole pages, then a strided view."""
+def _gather_pages(pool: torch.Tensor, pages: torch.Tensor, page_size: int, kv_len: int,
+                  hidden: torch.Tensor) -> torch.Tensor:
+    """[b, H, kv_len, D] logical rows: one index_select of whole pages (a fresh copy), the slots `hidden`
+    (flat indices into the b * n_pg * page_size gathered slots) zeroed in it, then a strided view."""
     _, H, P, D = pool.shape
     b, n_pg = pages.shape
     blocks = pool.view(H, P // page_size, page_size * D).index_select(1, pages.reshape(-1))
+    blocks.view(H, b * n_pg * page_size, D).index_fill_(1, hidden, 0)
     return blocks.view(H, b, n_pg * page_size, D).transpose(0, 1)[:, :, :kv_len]
 
 
 def paged_attention_torch(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor, block_table: torch.Tensor,
                           page_size: int, kv_len: int, mask: torch.Tensor, scale: float) -> torch.Tensor:
-    """Pure-torch version (any device): gathers the rows' pages, zeroes the keys no query sees (garbage
-    must not reach SDPA: NaN * 0 is NaN), runs SDPA, zeroes the queries that see nothing. Raises
-    ValueError when a page holding a visible key is not a page of the pool (one host sync)."""
+    """Pure-torch version (any device): gathers the rows' pages, zeroes the gathered slots of keys no
+    query sees (garbage must not reach SDPA: NaN * 0 is NaN), runs SDPA, zeroes the queries that see
+    nothing. Raises ValueError when a page holding a visible key is not a page of the pool (one sync)."""
     b, Hq, W, D = q.shape
     if kv_len == 0 or b == 0 or W == 0:
         return q.new_zeros(b, Hq, W, D)
     n_pg, n_phys = -(-kv_len // page_size), k_pool.shape[2] // page_size
     visible = _visible(mask)
-    seen = visible.any(dim=2)[:, 0]  # [b, kv_len]: key seen by some query of the row
-    page_seen = F.pad(seen, (0, n_pg * page_size - kv_len)).view(b, n_pg, page_size).any(-1)
+    seen = F.pad(visible.any(dim=2)[:, 0], (0, n_pg * page_size - kv_len), value=True)  # [b, n_pg * ps]
     pages = block_table[:, :n_pg].long()
     outside = (pages < 0) | (pages >= n_phys)
-    bad = (outside & page_seen).nonzero()
+    bad = (outside & seen.view(b, n_pg, page_size).any(-1)).nonzero()
     if bad.numel():
         i, p = (int(x) for x in bad[0])
         raise ValueError(f"{_NAME}: row {i}: block_table[{i}, {p}] = {int(pages[i, p])} is not a page of the pool "
                          f"[0, {n_phys}) but holds keys the mask shows")
     pages = pages.masked_fill(outside, 0)  # pages nobody reads: any valid page will do
-    hidden = ~seen[:, None, :, None]
-    K = _gather_pages(k_pool, pages, page_size, kv_len).masked_fill(hidden, 0)
-    V = _gather_pages(v_pool, pages, page_size, kv_len).masked_fill(hidden, 0)
+    hidden = (~seen).reshape(-1).nonzero().flatten()
+    K = _gather_pages(k_pool, pages, page_size, kv_len, hidden)
+    V = _gather_pages(v_pool, pages, page_size, kv_len, hidden)
     out = F.scaled_dot_product_attention(q, K, V, attn_mask=mask, scale=scale, enable_gqa=True)
     return out.masked_fill(~visible.any(-1, keepdim=True), 0).contiguous()
 
