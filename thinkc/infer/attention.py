@@ -33,7 +33,7 @@ def register() -> None:
 
 def paged_attention_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     pool = _ACTIVE[0]
-    if pool is None or pool.attention == "gather":
+    if pool is None or not pool.reads_in_place():  # the keys were gathered for SDPA
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,

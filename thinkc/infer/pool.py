@@ -214,13 +214,22 @@ class PagedKVCache(StaticGistCache):
         out = []
         for buf, x in ((layer.keys, key_states), (layer.values, value_states)):
             buf.view(-1, D).index_copy_(0, dst, x.to(self.dtype).reshape(-1, D))
-            if self.attention != "gather":  # attention reads the pool in place (thinkc.infer.attention)
+            if self.reads_in_place():  # attention reads the pool in place (thinkc.infer.attention)
                 out.append(buf)
                 continue
             pages = buf.view(self.kv_heads, -1, ps * D).index_select(1, read)  # [H, b * n_pg, ps * D]
             # the rows' logical keys [b, H, kv_len, D]: a strided view of the gathered pages, no second copy
             out.append(pages.view(self.kv_heads, b, n_pg * ps, D).transpose(0, 1)[:, :, :kv_len])
         return out[0], out[1]
+
+    def reads_in_place(self) -> bool:
+        """Whether this forward's attention reads the pool's pages directly. FlexAttention does so only
+        inside a compiled graph on CUDA: the unfused eager flex materialises a score for every key of the
+        pool (tens of GB per layer for a 7B pool), so eager forwards there (prefill, --no-compile) gather
+        the rows' pages for SDPA instead. On CPU eager flex is exact and small: the tests run it."""
+        if self.attention == "kernel":
+            return True
+        return self.attention == "flex" and (self.device.type != "cuda" or torch.compiler.is_compiling())
 
     def update(self, key_states, value_states, layer_idx: int, cache_kwargs=None, *args, **kwargs):
         if self._write is None:
