@@ -101,7 +101,9 @@ def infer(
                                                  "more rows at once. Tokens are the same under any budget. Default: "
                                                  "on CUDA what fits beside the weights (90% of free memory); on CPU "
                                                  "none (every row reserves its full length)."),
-    page_size: int = typer.Option(16, "--page-size", min=1, help="Tokens per KV page (with a pool)."),
+    page_size: Optional[int] = typer.Option(None, "--page-size", min=1,
+                                            help="Tokens per KV page (with a pool). Default: 128 on CUDA (the "
+                                                 "FlexAttention kernels' tile), 16 on CPU."),
     pool_attention: Optional[str] = typer.Option(None, "--pool-attention",
                                                  help="How attention reads the pool: flex (FlexAttention on the pages; "
                                                       "the CUDA default), kernel (thinkc's C++ op; the CPU default when "
@@ -137,6 +139,9 @@ def infer(
     budget = _parse_budget(budget)
     from thinkc.infer.pool import ATTENTION_MODES
 
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    page_size = page_size or (128 if device.startswith("cuda") else 16)
     if pool_attention is not None and pool_attention not in ATTENTION_MODES:
         raise ThinkcError(f"--pool-attention {pool_attention!r}: choose one of {', '.join(ATTENTION_MODES)}")
     if kv_budget is not None and kv_budget < page_size:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 
 NAME = "thinkc_paged"
+Q_BLOCK = 128
 _ACTIVE: list = [None]  # the PagedKVCache whose forward is running (set by set_write, cleared after)
 
 
@@ -83,9 +84,11 @@ def pool_block_mask(pool, mask, W: int, P: int):
         inside = (lp >= 0) & (owner[page] == bi) & (j < kv_len)
         return inside & visible[bi, qi, j.clamp(0, kv_len - 1)]
 
-    q_block = max(W, 1)
-    kv_num = held[:, None, None]
-    kv_idx = torch.zeros(b, 1, 1, P // ps, dtype=torch.int32, device=table.device)  # one column per page
-    kv_idx[:, 0, 0, :n_pg] = table
-    return BlockMask.from_kv_blocks(kv_num, kv_idx, BLOCK_SIZE=(q_block, ps), mask_mod=mask_mod,
+    # sparse query blocks of 128 (what the flex kernels tile by; a decode step's one query sits in the
+    # first), each visiting the row's own pages
+    n_q = -(-max(W, 1) // Q_BLOCK)
+    kv_num = held[:, None, None].expand(b, 1, n_q).contiguous()
+    kv_idx = torch.zeros(b, 1, n_q, P // ps, dtype=torch.int32, device=table.device)  # one column per page
+    kv_idx[:, 0, :, :n_pg] = table[:, None, :]
+    return BlockMask.from_kv_blocks(kv_num, kv_idx, BLOCK_SIZE=(Q_BLOCK, ps), mask_mod=mask_mod,
                                     seq_lengths=(W, P)) if b else None
