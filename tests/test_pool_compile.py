@@ -44,3 +44,22 @@ def test_compile_count_does_not_grow_with_length():
 def res_prompt():
     rng = random.Random(1)
     return [rng.randrange(3, 240) for _ in range(9)]
+
+
+@pytest.mark.parametrize("attention", ["kernel", "flex"])
+def test_compiled_pool_step_equals_eager(attention):
+    """The compiled step over the pool (thinkc's C++ op traced through its fake kernel, or flex) gives
+    the eager step's tokens under a tight pool."""
+    from thinkc.ops._backend import backend
+
+    if attention == "kernel" and backend("paged_attention", "cpu") != "cpp":
+        pytest.skip("the extension is not built")
+    model = tiny_model("llama", vocab_size=256)
+    rng = random.Random(2)
+    prompts = [[rng.randrange(3, 240) for _ in range(n)] for n in (5, 11, 7)]
+    policy = LightThinkerPolicy(spec_for(256))
+    kw = dict(max_new_tokens=24, kv_budget=64, page_size=8, attention=attention, force_compress=6)
+    eager = decode(model, prompts, policy, **kw)
+    torch._dynamo.reset()
+    compiled = decode(model, prompts, policy, compile="aot_eager", **kw)
+    assert [r.tokens for r in compiled] == [r.tokens for r in eager]

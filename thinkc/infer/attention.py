@@ -45,8 +45,12 @@ def paged_attention_forward(module, query, key, value, attention_mask, scaling=N
     else:
         from thinkc.ops.paged_attention import paged_attention
 
-        _, _, (b, n_pg, kv_len) = pool._write
-        out = paged_attention(query, key, value, pool._read_table, pool.page_size, kv_len, attention_mask, scale)
+        kv_len = pool._write[2][2]
+        if torch.compiler.is_compiling():  # the op itself (its fake kernel traces); the checks ran eagerly
+            out = torch.ops.thinkc.paged_attention(query, key, value, pool._read_table, pool.page_size, kv_len,
+                                                   attention_mask, scale)
+        else:
+            out = paged_attention(query, key, value, pool._read_table, pool.page_size, kv_len, attention_mask, scale)
     return out.transpose(1, 2).contiguous(), None
 
 

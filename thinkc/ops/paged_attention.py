@@ -171,3 +171,16 @@ def paged_attention_reference(q: torch.Tensor, k_pool: torch.Tensor, v_pool: tor
             e = torch.exp(s - s.max(-1, keepdim=True).values)
             out[i, :, w] = torch.einsum("hn,hnd->hd", e / e.sum(-1, keepdim=True), V)
     return out.to(q.dtype)
+
+
+def _register_fake() -> None:
+    """The op's shape function, so the engine's compiled step (torch.compile, fullgraph) can trace it."""
+    if backend(_NAME, "cpu") == "torch":
+        return
+
+    @torch.library.register_fake("thinkc::paged_attention")
+    def _fake(q, k_pool, v_pool, block_table, page_size, kv_len, mask, scale):
+        return torch.empty(q.shape, dtype=q.dtype, device=q.device)
+
+
+_register_fake()
