@@ -53,3 +53,14 @@ def test_prompt_ids_end_with_the_think_prefill_and_bad_input_is_refused():
     with pytest.raises(ThinkcError, match="choose one of"):
         load("tiny-sft", method="beam")
     assert lt.generate([]) == []
+
+
+def test_generate_under_a_kv_budget_gives_the_same_texts():
+    from thinkc.api import load
+
+    lt = load("tiny-lightthinker")
+    q = ["Sam has 48 pencils. He first gets 25 more. He then doubles the pencils. He next loses 59. "
+         "How many pencils does Sam have now?", "Ann has 12 cards. She first gets 30 more. How many cards now?"] * 2
+    free = lt.generate(q, max_new_tokens=160, batch_size=4)
+    pooled = lt.generate(q, max_new_tokens=160, batch_size=4, kv_budget=320)
+    assert [g.text for g in pooled] == [g.text for g in free]

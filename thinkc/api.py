@@ -58,9 +58,10 @@ class Model:
 
     def generate(self, questions: str | list, max_new_tokens: int = 1024, temperature: float = 0.0,
                  top_p: float = 1.0, seed: int = 0, batch_size: int = 8,
-                 compress_every: int | None = None) -> list[Generation]:
+                 compress_every: int | None = None, kv_budget: int | None = None) -> list[Generation]:
         """Decode every question (a string, or a record dict with question and optional id/system)
-        with continuous batching; one Generation per question, in order."""
+        with continuous batching; one Generation per question, in order. `kv_budget`: KV tokens for
+        all rows together (a paged pool, as `thinkc infer --kv-budget`; the same greedy texts)."""
         from thinkc.infer.run import InferSettings, run_inference
         from thinkc.infer.sampling import SamplingConfig
 
@@ -70,7 +71,7 @@ class Model:
         records = [_record(q, i) for i, q in enumerate(items)]
         settings = InferSettings(method=self.method, model_label=self.label, batch_size=batch_size,
                                  max_new_tokens=max_new_tokens, sampling=SamplingConfig(temperature, top_p, seed),
-                                 compress_every=compress_every, extra=dict(self._extra))
+                                 compress_every=compress_every, extra=dict(self._extra), kv_budget=kv_budget)
         with tempfile.TemporaryDirectory(prefix="thinkc-generate-") as tmp:
             rows = run_inference(self.model, self.tokenizer, records, self.policy, settings, self._build,
                                  Path(tmp) / "out.jsonl")
