@@ -59,6 +59,24 @@ def _print_answer(console, row: dict, max_new_tokens: int) -> None:
                        style="bold"))
 
 
+def _engine_options(device, page_size, dtype, compile, pool_attention, kv_budget):
+    """(device, page size, dtype, compile) with the device's defaults: bfloat16, CUDA graphs and
+    128-token pages on CUDA; float32, eager and 16-token pages on CPU. Bad values: one line."""
+    import torch
+
+    from thinkc.infer.pool import ATTENTION_MODES
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    on_cuda = device.startswith("cuda")
+    page_size = page_size or (128 if on_cuda else 16)
+    if pool_attention is not None and pool_attention not in ATTENTION_MODES:
+        raise ThinkcError(f"--pool-attention {pool_attention!r}: choose one of {', '.join(ATTENTION_MODES)}")
+    if kv_budget is not None and kv_budget < page_size:
+        raise ThinkcError(f"--kv-budget {kv_budget}: the pool needs at least one page ({page_size} tokens)")
+    return device, page_size, dtype or ("bfloat16" if on_cuda else None), on_cuda if compile is None else compile
+
+
 def _print_engine(console, stats, settings, output) -> None:
     """The engine's line (rows in flight, KV held, preemptions, cold start) and `<output>.summary.json`."""
     from thinkc.infer.outputs import write_summary
@@ -128,7 +146,6 @@ def infer(
                                                               "CUDA, float32 on CPU)."),
 ):
     """Generate answers with in-place KV compaction and report accuracy, peak KV and dependency."""
-    import torch
     from rich.console import Console
 
     from thinkc.infer.policies import METHODS
@@ -137,20 +154,7 @@ def infer(
     if method not in METHODS:
         raise ThinkcError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
     budget = _parse_budget(budget)
-    from thinkc.infer.pool import ATTENTION_MODES
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    page_size = page_size or (128 if device.startswith("cuda") else 16)
-    if pool_attention is not None and pool_attention not in ATTENTION_MODES:
-        raise ThinkcError(f"--pool-attention {pool_attention!r}: choose one of {', '.join(ATTENTION_MODES)}")
-    if kv_budget is not None and kv_budget < page_size:
-        raise ThinkcError(f"--kv-budget {kv_budget}: the pool needs at least one page ({page_size} tokens)")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    on_cuda = device.startswith("cuda")
-    dtype = dtype or ("bfloat16" if on_cuda else None)
-    compile = on_cuda if compile is None else compile
+    device, page_size, dtype, compile = _engine_options(device, page_size, dtype, compile, pool_attention, kv_budget)
     console = Console()
     if input is not None and output is None:
         raise ThinkcError("--output is required with --input (the JSONL the samples are written to)")

@@ -15,9 +15,11 @@ Modes (PagedKVCache.attention):
     keys, one thread), and eager flex materialises every score.
 
 The model calls `paged_attention_forward` through transformers' AttentionInterface (registered as
-"thinkc_paged"; DecodeEngine switches the model to it for a run and back). Outside a pool forward it
-is SDPA, unchanged."""
+"thinkc_paged"; `pool_attention` switches the model to it for a run and back). Outside a pool forward
+it is SDPA, unchanged. `compile_step` is the engine's compiled step forward (CUDA graphs on GPU)."""
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import torch
 
@@ -30,6 +32,41 @@ def register() -> None:
     from transformers import AttentionInterface
 
     AttentionInterface.register(NAME, paged_attention_forward)
+
+
+def compile_step(engine, backend=None):
+    """The engine's decode-step forward under torch.compile: CUDA graphs (mode "reduce-overhead") on
+    GPU, inductor on CPU. Shapes are static per (rows bucket, step width, key length): keys are
+    attended up to the next multiple of kv_bucket, or with the pool read by FlexAttention up to the row
+    capacity (one shape for every length; DecodeEngine.step_kv_len), and the cache buffers
+    have fixed addresses (marked static) so a captured graph writes into them in place. `fullgraph`:
+    the forward has no graph break (no host sync inside). `backend` (tests): e.g. "aot_eager"."""
+    import torch._dynamo
+
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    if engine.policy.needs_attention:
+        return None  # H2O's score sink is Python state: that policy runs the eager step
+    for buf in engine.cache.buffers():
+        torch._dynamo.mark_static_address(buf)
+    if backend is not None:
+        return torch.compile(engine._model_forward, backend=backend, dynamic=False, fullgraph=True)
+    mode = "reduce-overhead" if engine.device.type == "cuda" else None
+    return torch.compile(engine._model_forward, mode=mode, dynamic=False, fullgraph=True)
+
+
+@contextmanager
+def pool_attention(engine):
+    """With a pool read in place, the model attends through thinkc.infer.attention for the run."""
+    if engine.sched is None or engine.cache.attention == "gather" or engine.policy.needs_attention:
+        yield
+        return
+    register()
+    before = engine.model.config._attn_implementation
+    engine.model.set_attn_implementation(NAME)
+    try:
+        yield
+    finally:
+        engine.model.set_attn_implementation(before)
 
 
 def paged_attention_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):

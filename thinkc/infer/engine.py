@@ -19,7 +19,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections import deque
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from typing import Callable
 
 import torch
@@ -27,6 +27,7 @@ import torch
 from thinkc.gist.rule import NEVER, Role
 from thinkc.infer.cache import StaticGistCache
 from thinkc.infer.gistpath import gist_admitted, gist_step, is_gist_fast
+from thinkc.infer.attention import compile_step, pool_attention
 from thinkc.infer.measure import EngineMeter
 from thinkc.infer.plain import is_plain, plain_admitted, plain_results, plain_step
 from thinkc.infer.pool import PagedKVCache
@@ -92,7 +93,7 @@ class DecodeEngine:
         self.may_sync = plain and self.device.type == "cpu"  # a host read mid-step costs nothing on CPU
         self._zeros = torch.zeros(self.B, dtype=torch.long, device=self.device)
         self._host, self._lengths, self._eos_set = {}, [0] * self.B, set(self.eos.tolist())  # plain path: host side
-        self._compiled = self._compile(None if compile is True else compile) if compile else None
+        self._compiled = compile_step(self, None if compile is True else compile) if compile else None
 
     def step_kv_len(self) -> int:
         """The keys a width-1 step attends (logical slots [0, kv_len)): the longest row plus its new key;
@@ -112,24 +113,6 @@ class DecodeEngine:
         """Grow the cache and slot metadata when a row would outgrow the capacity (rare: gist blocks)."""
         if need > self.cache.capacity:
             grow(self, need)
-
-    def _compile(self, backend: str | None):
-        """The decode step's model forward under torch.compile: CUDA graphs (mode "reduce-overhead") on
-        GPU, inductor on CPU. Shapes are static per (step width, key bucket): keys are attended up to
-        the next multiple of kv_bucket (empty slots are masked by the rule), and the cache buffers
-        have fixed addresses (marked static) so a captured graph writes into them in place. `fullgraph`:
-        the forward has no graph break (no host sync inside). `backend` (tests): e.g. "aot_eager"."""
-        import torch._dynamo
-
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-        if self.policy.needs_attention:
-            return None  # H2O's score sink is Python state: that policy runs the eager step
-        for buf in self.cache.buffers():
-            torch._dynamo.mark_static_address(buf)
-        if backend is not None:
-            return torch.compile(self._model_forward, backend=backend, dynamic=False, fullgraph=True)
-        mode = "reduce-overhead" if self.device.type == "cuda" else None
-        return torch.compile(self._model_forward, mode=mode, dynamic=False, fullgraph=True)
 
     def _model_forward(self, tokens, pos, mask, last):
         out = self.base(input_ids=tokens, position_ids=pos, attention_mask=mask, use_cache=True,
@@ -162,7 +145,7 @@ class DecodeEngine:
         from thinkc.infer.scores import scored_attention
 
         ctx = scored_attention(self.model) if self.policy.needs_attention else nullcontext()
-        with ctx as sink, self._pool_attention():
+        with ctx as sink, pool_attention(self):
             self.sink = sink
             t0 = time.perf_counter()
             while queue or self._waiting() or any(o is not None for o in self.owner):
@@ -174,22 +157,6 @@ class DecodeEngine:
                 self._retire(on_result)
         self.sink = None
         return [self._out[i] for i in range(len(prompts))]
-
-    @contextmanager
-    def _pool_attention(self):
-        """With a pool read in place, the model attends through thinkc.infer.attention for the run."""
-        if self.sched is None or self.cache.attention == "gather" or self.policy.needs_attention:
-            yield
-            return
-        from thinkc.infer.attention import NAME, register
-
-        register()
-        before = self.model.config._attn_implementation
-        self.model.set_attn_implementation(NAME)
-        try:
-            yield
-        finally:
-            self.model.set_attn_implementation(before)
 
     def summary(self) -> dict:
         """The run's engine measurements (thinkc infer's summary.json; thinkc.infer.measure)."""
