@@ -144,6 +144,9 @@ def decode(model: str = typer.Option("smollm2", help="Model: local folder, smoll
                                     "prompts, thinkc entries only)."),
            vanilla_model: Optional[str] = typer.Option(None, help="Also decode vanilla with this checkpoint on the "
                                                        "same task prompts (synth), e.g. tiny-sft."),
+           kv_budget: Optional[int] = typer.Option(None, "--kv-budget", min=16,
+                                                   help="Also decode each method on a KV pool of this many tokens "
+                                                        "(pages of 128 on CUDA, 16 on CPU)."),
            device: Optional[str] = DEVICE,
            json: Optional[Path] = JSON):
     """Decode tokens/s side by side: thinkc (vanilla, lightthinker, h2o) vs HF generate (dynamic, static),
@@ -164,7 +167,7 @@ def decode(model: str = typer.Option("smollm2", help="Model: local folder, smoll
     rows = run_decode_bench(model, methods=tuple(methods), batch_sizes=tuple(batch_sizes),
                             max_new_tokens=max_new_tokens, compress_every=compress_every, device=dev,
                             prompt_len=prompt_len, baselines=baselines, prompts=prompts, repeats=repeats,
-                            compile=compile, eos=eos, vanilla_model=vanilla_model)
+                            compile=compile, eos=eos, vanilla_model=vanilla_model, kv_budget=kv_budget)
     _finish("decode", dev, rows, json)
 
 

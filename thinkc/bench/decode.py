@@ -78,20 +78,24 @@ def _prompts(kind: str, n: int, prompt_len: int, tokenizer, model_name, top: int
     return [build_prompt(r.to_dict(), tokenizer, cfg) for r in test]
 
 
-def _thinkc_runner(model, prompts, method, spec, trained, new, compress_every, budget, compile, eos=()):
+def _thinkc_runner(model, prompts, method, spec, trained, new, compress_every, budget, compile, eos=(),
+                   kv_budget=None):
     from thinkc.infer.loop import decode
 
     policy = make_policy(method, spec=spec, budget=budget)
     force = compress_every if (method in ("lightthinker", "anllm") and not trained and compress_every) else None
+    page = 128 if next(model.parameters()).device.type == "cuda" else 16
 
     def run():
-        res = decode(model, prompts, policy, max_new_tokens=new, force_compress=force, compile=compile, eos_ids=eos)
+        res = decode(model, prompts, policy, max_new_tokens=new, force_compress=force, compile=compile, eos_ids=eos,
+                     kv_budget=kv_budget, page_size=page)
         return (sum(len(r.tokens) for r in res), max(r.peak_kv for r in res), max(r.kv_trace[-1] for r in res),
                 max(r.compressions for r in res))
     return run
 
 
-def _entries(model, prompts, methods, baselines, spec, trained, new, compress_every, budget, compile_too, eos=()):
+def _entries(model, prompts, methods, baselines, spec, trained, new, compress_every, budget, compile_too, eos=(),
+             kv_budget=None):
     entries = {}
     for m in methods:
         entries[f"thinkc {m}"] = _thinkc_runner(model, prompts, m, spec, trained, new, compress_every, budget, False,
@@ -99,6 +103,12 @@ def _entries(model, prompts, methods, baselines, spec, trained, new, compress_ev
         if compile_too and m != "h2o":
             entries[f"thinkc {m} (graphs)"] = _thinkc_runner(model, prompts, m, spec, trained, new, compress_every,
                                                             budget, True)
+        if kv_budget:  # the KV pool (thinkc.infer.pool): attention reads the pages in place
+            entries[f"thinkc {m} pool"] = _thinkc_runner(model, prompts, m, spec, trained, new, compress_every,
+                                                         budget, False, eos, kv_budget)
+            if compile_too and m != "h2o":
+                entries[f"thinkc {m} pool (graphs)"] = _thinkc_runner(model, prompts, m, spec, trained, new,
+                                                                      compress_every, budget, True, eos, kv_budget)
     for b in baselines:
         if b == "forward-loop" and len({len(p) for p in prompts}) != 1:
             continue
@@ -113,14 +123,16 @@ def run_decode_bench(model="smollm2", methods=("vanilla", "lightthinker", "h2o")
                      max_new_tokens: int = 256, compress_every: int = 64, device: str = "cpu",
                      prompt_len: int = 128, h2o_budget: int | None = None, n_cache: int = 9, seed: int = 0,
                      baselines=None, prompts: str = "random", repeats: int = 1, compile: bool | None = None,
-                     eos: bool = False, vanilla_model: str | None = None) -> list[dict]:
+                     eos: bool = False, vanilla_model: str | None = None,
+                     kv_budget: int | None = None) -> list[dict]:
     """One row per (entry, batch size): tokens/s (generated tokens of all rows / wall seconds, median
     over repeats), peak KV (largest cache length of any row, transient gist block included), final
     KV, compressions, and on CUDA the share of the bandwidth roofline. `h2o_budget` defaults to half
     of prompt + generated tokens so that eviction really happens. `compile` (default: on CUDA) adds
     the compiled step of each thinkc method; `baselines` default: all on CUDA, hf-dynamic and the
     forward loop on CPU (static-cache generate is only compiled by transformers on CUDA). `eos`,
-    `vanilla_model`: see the module docstring."""
+    `vanilla_model`: see the module docstring. `kv_budget` adds each method on the KV pool (eager and,
+    with `compile`, graphs). `cold_s` is the first (untimed) run: compile and capture included."""
     if (eos or vanilla_model) and prompts != "synth":
         raise ValueError("eos and vanilla_model need the task's prompts (prompts='synth')")
     from thinkc.infer.run import eos_ids
@@ -139,7 +151,7 @@ def run_decode_bench(model="smollm2", methods=("vanilla", "lightthinker", "h2o")
     for bs in batch_sizes:
         ps = _prompts(prompts, bs, prompt_len, tok, model, spec.trigger_id or vocab - 16, seed)
         entries = _entries(model_obj, ps, methods, baselines, spec, trained, max_new_tokens, compress_every,
-                           budget, compile_too, eos_ids(tok) if eos else ())
+                           budget, compile_too, eos_ids(tok) if eos else (), kv_budget)
         if other is not None:
             ops = _prompts(prompts, bs, prompt_len, other[2], vanilla_model, 0, seed)
             entries[f"thinkc vanilla ({vanilla_model})"] = _thinkc_runner(
@@ -159,9 +171,12 @@ def run_decode_bench(model="smollm2", methods=("vanilla", "lightthinker", "h2o")
 
 def _time_entries(entries: dict, repeats: int, device: str, common: dict) -> list[dict]:
     names = list(entries)
-    for name in names:  # warm-up with the exact shapes timed (compiled entries capture here)
+    cold = {}
+    for name in names:  # warm-up with the exact shapes timed (compiled entries capture here): the cold start
+        t0 = time.perf_counter()
         entries[name]()
-    sync(device)
+        sync(device)
+        cold[name] = time.perf_counter() - t0
     times = {n: [] for n in names}
     out = {}
     for rep in range(max(1, repeats)):
@@ -176,7 +191,7 @@ def _time_entries(entries: dict, repeats: int, device: str, common: dict) -> lis
         n_tok, peak, final, comp = out[name]
         wall = statistics.median(times[name])
         rows.append({**common, "method": name, "tokens": n_tok, "tokens_per_s": n_tok / wall, "wall_s": wall, "peak_kv": peak,
-                     "final_kv": final, "compressions": comp})
+                     "final_kv": final, "compressions": comp, "cold_s": round(cold[name], 3)})
     return rows
 
 
