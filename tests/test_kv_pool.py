@@ -165,3 +165,25 @@ def test_packed_gist_blocks_equal_streamed(pool):
     _same(packed, streamed)
     assert sum(r.compressions for r in packed) >= 2 * len(prompts)
     assert p_engine.meter.row_steps < s_engine.meter.row_steps
+
+
+def test_sampled_rows_keep_their_generators_through_preemption():
+    """Sampling (temperature 0.9, top-p 0.9): every row draws from its own generator, which travels
+    with it when it is preempted or moved, so a tight pool samples the same tokens."""
+    from thinkc.infer.sampling import SamplingConfig
+
+    model = tiny_model("qwen2", vocab_size=256)
+    prompts, policy = _prompts(6), _policy("lightthinker")
+    sampling = SamplingConfig(temperature=0.9, top_p=0.9, seed=3)
+    force = {i: {4, 9, 15, 22} for i in range(len(prompts))}
+
+    def run(**pool):
+        engine = DecodeEngine(model, policy, slots=len(prompts), max_prompt=max(map(len, prompts)), max_new_tokens=32,
+                              sampling=sampling, **pool)
+        with torch.no_grad():
+            return engine.run(prompts, force=force), engine
+
+    free, _ = run()
+    tight, engine = run(kv_budget=96, page_size=8)
+    assert engine.sched.preemptions > 0
+    assert [r.tokens for r in tight] == [r.tokens for r in free]
