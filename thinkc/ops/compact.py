@@ -57,6 +57,17 @@ def _as_csr(keep: Keep, device: torch.device) -> tuple[torch.Tensor, torch.Tenso
     return ranges.to(device=device, dtype=torch.int32).contiguous(), offsets.to(device=device, dtype=torch.int32).contiguous()
 
 
+def check_same_buffers(buffers: Sequence[torch.Tensor], op: str, noun: str) -> None:
+    """ValueError unless every buffer has buffer 0's shape, dtype and device and is contiguous."""
+    first = buffers[0]
+    for i, c in enumerate(buffers):
+        if c.shape != first.shape or c.dtype != first.dtype or c.device != first.device:
+            raise ValueError(f"{op}: {noun} {i} is {c.dtype} {tuple(c.shape)} on {c.device}; {noun} 0 is "
+                             f"{first.dtype} {tuple(first.shape)} on {first.device} (all must match)")
+        if not c.is_contiguous():
+            raise ValueError(f"{op}: {noun} {i} is not contiguous")
+
+
 def check_compact_args(caches: Sequence[torch.Tensor], ranges: torch.Tensor, offsets: torch.Tensor,
                        lengths: torch.Tensor) -> None:
     """ValueError with the reason when the arguments break the op's contract (reads the ranges: syncs on CUDA)."""
@@ -65,12 +76,7 @@ def check_compact_args(caches: Sequence[torch.Tensor], ranges: torch.Tensor, off
     first = caches[0]
     if first.dim() != 4:
         raise ValueError(f"compact_kv: caches must be [B, H, C, D], got {tuple(first.shape)}")
-    for i, c in enumerate(caches):
-        if c.shape != first.shape or c.dtype != first.dtype or c.device != first.device:
-            raise ValueError(f"compact_kv: cache {i} is {c.dtype} {tuple(c.shape)} on {c.device}; cache 0 is "
-                             f"{first.dtype} {tuple(first.shape)} on {first.device} (all must match)")
-        if not c.is_contiguous():
-            raise ValueError(f"compact_kv: cache {i} is not contiguous")
+    check_same_buffers(caches, "compact_kv", "cache")
     B, _, C, _ = first.shape
     if lengths.dtype != torch.int32 or lengths.shape != (B,) or lengths.device != first.device:
         raise ValueError(f"compact_kv: lengths must be int32 [{B}] on {first.device}, got "

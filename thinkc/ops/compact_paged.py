@@ -23,7 +23,7 @@ from typing import Sequence
 import torch
 
 from thinkc.ops._backend import backend
-from thinkc.ops.compact import Keep, _as_csr, check_compact_args
+from thinkc.ops.compact import Keep, _as_csr, check_compact_args, check_same_buffers
 
 _NAME = "compact_kv_paged"
 
@@ -42,12 +42,7 @@ def _check_buffers(buffers: Sequence[torch.Tensor], page_size: int) -> None:
     first = buffers[0]
     if first.dim() != 4 or first.shape[0] != 1:
         raise ValueError(f"{_NAME}: buffers must be [1, H, n_pages * page_size, D], got {tuple(first.shape)}")
-    for i, buf in enumerate(buffers):
-        if buf.shape != first.shape or buf.dtype != first.dtype or buf.device != first.device:
-            raise ValueError(f"{_NAME}: buffer {i} is {buf.dtype} {tuple(buf.shape)} on {buf.device}; buffer 0 is "
-                             f"{first.dtype} {tuple(first.shape)} on {first.device} (all must match)")
-        if not buf.is_contiguous():
-            raise ValueError(f"{_NAME}: buffer {i} is not contiguous")
+    check_same_buffers(buffers, _NAME, "buffer")
     if isinstance(page_size, bool) or not _is_int(page_size) or page_size < 1:
         raise ValueError(f"{_NAME}: page_size must be an int >= 1, got {page_size!r}")
     if first.shape[2] % page_size:
