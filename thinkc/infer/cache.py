@@ -28,6 +28,14 @@ from thinkc.errors import ThinkcError
 from thinkc.ops.compact import Keep, compact_kv
 
 
+def kv_shape(model) -> tuple[int, int, int, torch.nn.Parameter]:
+    """(layers, KV heads, head dim, a parameter: dtype and device) of a Qwen2/Llama model's KV."""
+    cfg = model.config
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    return cfg.num_hidden_layers, kv_heads, head_dim, next(model.parameters())
+
+
 class StaticGistLayer(CacheLayerMixin):
     """One layer's buffers; the owning StaticGistCache does all bookkeeping (lengths are shared by layers).
     Defines every method that transformers 5.17..5.24 declare abstract."""
@@ -73,17 +81,22 @@ class StaticGistCache(Cache):
                               f"kv_heads={kv_heads}, head_dim={head_dim}, capacity={capacity})")
         device = torch.device(device)
         shape = (batch_size, kv_heads, capacity, head_dim)
+        self._init_buffers(shape, num_layers, batch_size, kv_heads, head_dim, capacity, dtype, device)
+        self.grow = grow
+
+    def _init_buffers(self, shape, num_layers, rows, kv_heads, head_dim, capacity, dtype, device) -> None:
+        """One K and one V buffer of `shape` per layer, per-row lengths, the transformers Cache base."""
         layers = [StaticGistLayer(self, torch.zeros(shape, dtype=dtype, device=device),
                                   torch.zeros(shape, dtype=dtype, device=device)) for _ in range(num_layers)]
         try:
-            super().__init__(layers=layers)
+            Cache.__init__(self, layers=layers)
         except TypeError:  # a Cache.__init__ without `layers`: set what it would
-            super().__init__()
+            Cache.__init__(self)
             self.layers = layers
-        self.num_layers, self.batch_size_, self.kv_heads, self.head_dim = num_layers, batch_size, kv_heads, head_dim
-        self.capacity, self.grow, self.dtype, self.device = capacity, grow, dtype, device
-        self.lengths = torch.zeros(batch_size, dtype=torch.int32, device=device)
-        self.peak_length = torch.zeros(batch_size, dtype=torch.int32, device=device)
+        self.num_layers, self.batch_size_, self.kv_heads, self.head_dim = num_layers, rows, kv_heads, head_dim
+        self.capacity, self.grow, self.dtype, self.device = capacity, False, dtype, device
+        self.lengths = torch.zeros(rows, dtype=torch.int32, device=device)
+        self.peak_length = torch.zeros(rows, dtype=torch.int32, device=device)
         self._pending: Optional[torch.Tensor] = None  # n_new announced by begin_step
         self._step: Optional[dict] = None              # state of the forward in progress
         self._write: Optional[tuple] = None            # set_write(): the engine's precomputed layout
@@ -92,12 +105,8 @@ class StaticGistCache(Cache):
     def for_model(cls, model, batch_size: int, capacity: int, dtype: torch.dtype | None = None,
                   device: torch.device | str | None = None, grow: bool = False) -> "StaticGistCache":
         """Sized from a Qwen2/Llama config; dtype/device default to the model's."""
-        cfg = model.config
-        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
-        param = next(model.parameters())
-        return cls(cfg.num_hidden_layers, batch_size, kv_heads, head_dim, capacity,
-                   dtype or param.dtype, device or param.device, grow)
+        layers, kv_heads, head_dim, param = kv_shape(model)
+        return cls(layers, batch_size, kv_heads, head_dim, capacity, dtype or param.dtype, device or param.device, grow)
 
     # ---- the decode loop's side -------------------------------------------------------------
     def begin_step(self, n_new: torch.Tensor | Sequence[int]) -> None:

@@ -21,9 +21,8 @@ class EngineMeter:
         """After a decode step: the pool's freed tail pages go back, then the step is counted."""
         live = sum(o is not None for o in engine.owner)
         sched = engine.sched
-        if sched is not None:
+        if sched is not None:  # the pool counts its own peak (pages in use)
             sched.after_step()
-            self.kv_in_use = max(self.kv_in_use, engine.cache.pages.used * engine.cache.page_size)
         else:
             self.kv_in_use = max(self.kv_in_use, sum(n for n, o in zip(engine._lengths, engine.owner) if o is not None))
         self.max_rows = max(self.max_rows, live)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from thinkc.errors import ThinkcError
-from thinkc.infer.cache import StaticGistCache, StaticGistLayer
+from thinkc.infer.cache import StaticGistCache, kv_shape
 
 
 ATTENTION_MODES = ("gather", "flex", "kernel")
@@ -137,33 +137,14 @@ class PagedKVCache(StaticGistCache):
         if self.attention not in ATTENTION_MODES:
             raise ThinkcError(f"pool attention {self.attention!r}: choose one of {', '.join(ATTENTION_MODES)}")
         shape = (1, kv_heads, (n_pages + 1) * page_size, head_dim)
-        layers = [StaticGistLayer(self, torch.zeros(shape, dtype=dtype, device=device),
-                                  torch.zeros(shape, dtype=dtype, device=device)) for _ in range(num_layers)]
-        self._init_common(layers, num_layers, rows, kv_heads, head_dim, capacity, dtype, device)
-
-    def _init_common(self, layers, num_layers, rows, kv_heads, head_dim, capacity, dtype, device) -> None:
-        from transformers.cache_utils import Cache
-
-        try:
-            Cache.__init__(self, layers=layers)
-        except TypeError:  # a Cache.__init__ without `layers`: set what it would
-            Cache.__init__(self)
-            self.layers = layers
-        self.num_layers, self.batch_size_, self.kv_heads, self.head_dim = num_layers, rows, kv_heads, head_dim
-        self.capacity, self.grow, self.dtype, self.device = capacity, False, dtype, device
-        self.lengths = torch.zeros(rows, dtype=torch.int32, device=device)
-        self.peak_length = torch.zeros(rows, dtype=torch.int32, device=device)
-        self._pending = self._step = self._write = None
+        self._init_buffers(shape, num_layers, rows, kv_heads, head_dim, capacity, dtype, device)
 
     @classmethod
     def for_model(cls, model, rows: int, capacity: int, kv_budget: int, page_size: int = 16,
                   dtype: torch.dtype | None = None, device=None, attention: str | None = None) -> "PagedKVCache":
-        cfg = model.config
-        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
-        param = next(model.parameters())
-        return cls(cfg.num_hidden_layers, rows, kv_heads, head_dim, capacity, kv_budget, page_size,
-                   dtype or param.dtype, device or param.device, attention)
+        layers, kv_heads, head_dim, param = kv_shape(model)
+        return cls(layers, rows, kv_heads, head_dim, capacity, kv_budget, page_size, dtype or param.dtype,
+                   device or param.device, attention)
 
     # ---- addressing ----------------------------------------------------------------------------
     def physical(self, rows: torch.Tensor | None, logical: torch.Tensor) -> torch.Tensor:
@@ -291,9 +272,7 @@ def default_kv_budget(model, page_size: int = 16, share: float = 0.9) -> int | N
     param = next(model.parameters())
     if param.device.type != "cuda":
         return None
-    cfg = model.config
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-    kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
-    per_token = 2 * cfg.num_hidden_layers * kv_heads * head_dim * param.element_size()
+    layers, kv_heads, head_dim, _ = kv_shape(model)
+    per_token = 2 * layers * kv_heads * head_dim * param.element_size()
     free, _ = torch.cuda.mem_get_info(param.device)
     return max(page_size, int(free * share) // per_token // page_size * page_size)
