@@ -10,7 +10,12 @@ when a row compresses), decisions as tensor ops. The host side admits prompts in
 step's width, row lengths), and retires finished rows, whose slot is refilled at once. A refilled
 slot starts from empty metadata, so it never sees a former row's keys.
 
-Greedy results equal decoding each prompt alone. Measurements live on the device (peak KV,
+With `kv_budget` the cache is a page pool for all rows (thinkc.infer.pool): thinkc.infer.scheduler
+admits rows by free pages, takes pages before each step, returns them after compaction and swaps the
+youngest row to the host when the pool runs dry; thinkc.infer.buckets sizes the slots to the rows in
+flight; thinkc.infer.attention reads the pages in place. Without it every slot reserves its full length.
+
+Greedy results equal decoding each prompt alone (and under any budget). Measurements live on the device (peak KV,
 dependency, kept keys per step, compressions) and are read when a row retires; `wall_s` is the
 sample's own latency from admission to finish.
 """
