@@ -9,7 +9,7 @@ import typer
 
 from thinkc.errors import ThinkcError
 
-METHODS_HELP = "vanilla | lightthinker | anllm | h2o | sepllm | streamingllm"
+METHODS_HELP = "vanilla | lightthinker | anllm | h2o | sepllm | streamingllm | snapkv | rkv"
 
 
 def _parse_budget(text: Optional[str]):
@@ -135,9 +135,11 @@ def infer(
     seed: int = typer.Option(0, "--seed", help="Sampling seed (each sample has its own generator)."),
     budget: Optional[str] = typer.Option(None, "--budget", help="KV budget for h2o / sepllm / streamingllm: keys "
                                                                 "per row (e.g. 512) or a share of the row's length so "
-                                                                "far (e.g. 0.5, the default)."),
+                                                                "far (e.g. 0.5, the default); snapkv / rkv: keys per "
+                                                                "row only (default 1024)."),
     window: Optional[int] = typer.Option(None, "--window", min=1, help="Recent/local window for h2o (default budget/2) "
-                                                                       "and sepllm (default 256)."),
+                                                                       "and sepllm (default 256); observation window "
+                                                                       "of snapkv (default 32) and rkv (default 8)."),
     compress_every: Optional[int] = typer.Option(None, "--compress-every", min=1,
                                                  help="Force a gist compression every N generated tokens "
                                                       "(untrained models: measures the mechanics)."),

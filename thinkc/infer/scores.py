@@ -7,6 +7,11 @@ step has one query per row, so this is a [B, H, 1, K] product: the same cost cla
         sink.start(weights)                   # per forward: real-query weights [B, Q] (1 real, 0 pad)
         model(...)                            # every layer adds sum_{heads, real queries} softmax(qk)
         scores = sink.acc                     # [B, K] float32
+
+R-KV also needs key redundancy at its compression steps: a policy sets `sink.want_keys` (through
+`active_sink()`) before a forward, and that forward's layers also leave `sink.redundancy` [B, K] (the
+sum over layers of key_redundancy averaged over KV heads; `sink.layers` of them), computed from the
+post-RoPE keys the layer attends. Off by default: H2O's path is unchanged.
 """
 from __future__ import annotations
 
@@ -21,9 +26,50 @@ SCORED_ATTENTION = "thinkc_scored"
 class ScoreSink:
     def __init__(self, base: str):
         self.base, self.acc, self.weights = base, None, None
+        self.want_keys, self.redundancy, self.layers = False, None, 0
 
     def start(self, weights: torch.Tensor) -> None:
         self.weights, self.acc = weights.float(), None
+        self.redundancy, self.layers = None, 0
+
+
+def active_sink() -> ScoreSink | None:
+    """The score sink of the innermost scored_attention block, if any."""
+    return _ACTIVE[-1] if _ACTIVE else None
+
+
+def key_redundancy(key: torch.Tensor, valid: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """R-KV's redundancy of each key [B, H, K] from keys [B, H, K, D] and valid keys [B, K]: cosine
+    similarity among the valid keys (self-similarity 0); in each key's row the newest other key more
+    similar than `threshold` is not counted (the newest of a near-duplicate set survives; with none,
+    the row's first entry, as the authors' code does); the mean over the valid rows, then a softmax
+    over the valid keys."""
+    kn = key.float() / (key.float().norm(dim=-1, keepdim=True) + 1e-8)
+    sim = torch.matmul(kn, kn.transpose(-1, -2))
+    K = sim.shape[-1]
+    pair = valid[:, None, :, None] & valid[:, None, None, :] & ~torch.eye(K, dtype=torch.bool, device=sim.device)
+    sim = torch.where(pair, sim, torch.zeros_like(sim))
+    idx = torch.arange(K, device=sim.device)
+    newest = torch.where(sim > threshold, idx, torch.zeros_like(idx)).max(-1).values  # [B, H, K]
+    sim = sim.scatter(-1, newest[..., None], 0.0)
+    sim = torch.where(pair, sim, torch.zeros_like(sim))
+    n = valid.sum(-1).clamp(min=1)[:, None, None].float()
+    mean = sim.sum(-2) / n
+    mean = torch.where(valid[:, None, :], mean, torch.full_like(mean, float("-inf")))
+    return torch.nan_to_num(mean.softmax(-1), nan=0.0)
+
+
+def _add_redundancy(sink: ScoreSink, key: torch.Tensor, attention_mask) -> None:
+    K = key.shape[-2]
+    if attention_mask is None:
+        valid = torch.ones(key.shape[0], K, dtype=torch.bool, device=key.device)
+    elif attention_mask.dtype == torch.bool:
+        valid = attention_mask[:, 0, -1, :K]
+    else:
+        valid = attention_mask[:, 0, -1, :K].float() > torch.finfo(torch.float32).min / 2
+    red = key_redundancy(key, valid).mean(1)
+    sink.redundancy = red if sink.redundancy is None else sink.redundancy + red
+    sink.layers += 1
 
 
 _ACTIVE: list[ScoreSink] = []
@@ -48,6 +94,8 @@ def scored_attention_forward(module, query, key, value, attention_mask, **kwargs
     probs = logits.softmax(-1)
     add = torch.einsum("bhqk,bq->bk", probs, sink.weights)
     sink.acc = add if sink.acc is None else sink.acc + add
+    if sink.want_keys:
+        _add_redundancy(sink, key, attention_mask)
     return out
 
 

@@ -3,15 +3,17 @@ from thinkc.infer.policies.anllm import AnLLMPolicy
 from thinkc.infer.policies.base import CachePolicy, RowState, SlotView
 from thinkc.infer.policies.h2o import H2OPolicy
 from thinkc.infer.policies.lightthinker import GistSpec, LightThinkerPolicy
+from thinkc.infer.policies.rkv import RKVPolicy
 from thinkc.infer.policies.sepllm import SepLLMPolicy, separator_ids
+from thinkc.infer.policies.snapkv import SnapKVPolicy
 from thinkc.infer.policies.streamingllm import StreamingLLMPolicy
 from thinkc.infer.policies.vanilla import VanillaPolicy
 
-METHODS = ("vanilla", "lightthinker", "anllm", "h2o", "sepllm", "streamingllm")
+METHODS = ("vanilla", "lightthinker", "anllm", "h2o", "sepllm", "streamingllm", "snapkv", "rkv")
 GIST_METHODS = ("lightthinker", "anllm")
 
 __all__ = ["AnLLMPolicy", "CachePolicy", "GistSpec", "H2OPolicy", "LightThinkerPolicy", "METHODS", "GIST_METHODS",
-           "RowState", "SepLLMPolicy", "SlotView", "StreamingLLMPolicy", "VanillaPolicy", "make_policy", "separator_ids"]
+           "RKVPolicy", "RowState", "SepLLMPolicy", "SnapKVPolicy", "SlotView", "StreamingLLMPolicy", "VanillaPolicy", "make_policy", "separator_ids"]
 
 
 DEFAULT_BUDGET = 0.5  # budget methods keep half of each row's keys unless told otherwise (a ratio bites on
@@ -39,6 +41,8 @@ def _make_policy(method, spec, tokenizer, budget, window) -> CachePolicy:
         if spec is None:
             raise ThinkcError(f"--method {method} needs a gist config (the model's gist_config.json or --gist-config)")
         return (LightThinkerPolicy if method == "lightthinker" else AnLLMPolicy)(spec)
+    if method in ("snapkv", "rkv"):  # absolute budgets only (their schedule is in keys); default 1024
+        return (SnapKVPolicy if method == "snapkv" else RKVPolicy)(1024 if budget is None else budget, window)
     b = DEFAULT_BUDGET if budget is None else budget
     if method == "h2o":
         return H2OPolicy(b, window)
