@@ -28,6 +28,8 @@ def bucket(n: int, most: int, least: int = 8) -> int:
 def rebucket(engine, want: int) -> None:
     """Resize the engine to the bucket of `want` rows (the rows in flight plus those about to join),
     shrinking only when they fill a quarter of the slots or less (no flapping between two buckets)."""
+    if engine._compiled is not None and engine.device.type == "cuda":
+        return  # graphs on a GPU: a step is weight-bound (slots cost little) and each bucket compiles (~30 s at 7B)
     K = bucket(max(want, 1), engine.max_slots)
     if K > engine.B or 4 * max(want, 1) <= engine.B and K < engine.B:
         _pack(engine, K)
