@@ -7,18 +7,12 @@
 #include <string>
 #include <vector>
 
+#include "tests/check.h"
 #include "cpu/compact_kv.h"
 
 namespace {
 
-int failures = 0;
-
-void expect(bool ok, const std::string& what) {
-  if (!ok) {
-    ++failures;
-    std::fprintf(stderr, "FAIL: %s\n", what.c_str());
-  }
-}
+using thinkc_test::expect;
 
 std::vector<int32_t> random_ranges(std::mt19937& rng, int len) {
   auto uni = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
@@ -96,10 +90,5 @@ int main() {
   std::mt19937 rng(1234);
   for (int trial = 0; trial < 2000; ++trial) check_random(rng, trial);
   check_invalid();
-  if (failures) {
-    std::fprintf(stderr, "%d failure(s)\n", failures);
-    return 1;
-  }
-  std::printf("test_compact_kv: all checks passed\n");
-  return 0;
+  return thinkc_test::report("test_compact_kv");
 }

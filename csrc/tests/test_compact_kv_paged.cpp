@@ -11,19 +11,13 @@
 #include <string>
 #include <vector>
 
+#include "tests/check.h"
 #include "cpu/compact_kv.h"
 #include "cpu/compact_kv_paged.h"
 
 namespace {
 
-int failures = 0;
-
-void expect(bool ok, const std::string& what) {
-  if (!ok) {
-    ++failures;
-    std::fprintf(stderr, "FAIL: %s\n", what.c_str());
-  }
-}
+using thinkc_test::expect;
 
 int uni(std::mt19937& rng, int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); }
 
@@ -166,10 +160,5 @@ int main() {
   for (int trial = 0; trial < 3000; ++trial) check_random(rng, trial);
   check_shift_by_one();
   check_invalid();
-  if (failures) {
-    std::fprintf(stderr, "%d failure(s)\n", failures);
-    return 1;
-  }
-  std::printf("test_compact_kv_paged: all checks passed\n");
-  return 0;
+  return thinkc_test::report("test_compact_kv_paged");
 }

@@ -15,18 +15,12 @@
 #include <string>
 #include <vector>
 
+#include "tests/check.h"
 #include "cpu/paged_attention.h"
 
 namespace {
 
-int failures = 0;
-
-void expect(bool ok, const std::string& what) {
-  if (!ok) {
-    ++failures;
-    if (failures <= 20) std::fprintf(stderr, "FAIL: %s\n", what.c_str());
-  }
-}
+using thinkc_test::expect;
 
 int uni(std::mt19937& rng, int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); }
 float unif(std::mt19937& rng, float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(rng); }
@@ -263,10 +257,5 @@ int main() {
   check_bad_page();
   check_conversion<thinkc::float_to_f16, thinkc::f16_to_float>("f16", 65504.0f);
   check_conversion<thinkc::float_to_bf16, thinkc::bf16_to_float>("bf16", 3.3e38f);
-  if (failures) {
-    std::fprintf(stderr, "%d failure(s)\n", failures);
-    return 1;
-  }
-  std::printf("test_paged_attention: all checks passed\n");
-  return 0;
+  return thinkc_test::report("test_paged_attention");
 }
