@@ -170,7 +170,8 @@ class PagedKVCache(StaticGistCache):
             table = self.pages.table if rows is None else self.pages.table[rows]
         heads = self._heads()
         dst = (heads[None, :, None] + self.physical(rows, index)[:, None, :]).reshape(-1)  # (b, h, q) order
-        read = table[:, :n_pg].reshape(-1)  # whole pages, (b, page) order: a gather of page-sized blocks
+        # whole pages, (b, page) order: what a gathering forward copies (never with the C++ kernel)
+        read = None if self.attention == "kernel" else table[:, :n_pg].reshape(-1)
         self._write = (dst, read, (table.shape[0], n_pg, kv_len))
         self._read_table = table[:, :n_pg]  # what the in-place modes read (thinkc.infer.attention)
         from thinkc.infer.attention import _ACTIVE
