@@ -27,6 +27,12 @@ def _torch_extension():
         return None, None
     sources = sorted(glob.glob("csrc/cpu/*.cpp") + glob.glob("csrc/torch/*.cpp")) + ["csrc/module.cpp"]
     cxx = ["-O3", "-std=c++17"]
+    # at::parallel_for is inlined from ATen's OpenMP header: without -fopenmp here the ops' loops run on
+    # one thread whatever torch.get_num_threads() says. The soname is torch's own libgomp.so.1, which
+    # the process has already loaded, so no second OpenMP runtime comes in.
+    link = []
+    if torch.backends.openmp.is_available() and sys.platform.startswith("linux"):
+        cxx, link = cxx + ["-fopenmp"], ["-fopenmp"]
     use_cuda = torch.version.cuda is not None and ce.CUDA_HOME is not None and os.environ.get("THINKC_NO_CUDA") != "1"
     if use_cuda:
         sources += sorted(glob.glob("csrc/cuda/*.cu"))
@@ -35,10 +41,10 @@ def _torch_extension():
         nvcc += [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs.split(";")]
         ext = ce.CUDAExtension("thinkc._C", sources, include_dirs=[os.path.abspath("csrc")],
                                define_macros=[("THINKC_WITH_CUDA", "1")],
-                               extra_compile_args={"cxx": cxx, "nvcc": nvcc})
+                               extra_compile_args={"cxx": cxx, "nvcc": nvcc}, extra_link_args=link)
     else:
         ext = ce.CppExtension("thinkc._C", sources, include_dirs=[os.path.abspath("csrc")],
-                              extra_compile_args={"cxx": cxx})
+                              extra_compile_args={"cxx": cxx}, extra_link_args=link)
 
     class OptionalBuildExt(ce.BuildExtension):
         """Never fail the install because the extension failed: fall back to pure torch."""
