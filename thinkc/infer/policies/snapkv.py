@@ -1,7 +1,8 @@
 """Decode-time SnapKV (Li et al. 2024; as kvpress's DecodingPress with a SnapKV scorer): every
 `compress_every` tokens, a row holding more than `budget` keys keeps the `budget - window` keys the
 last `window` queries attended most (attention summed over the window queries, heads and layers,
-then 1-D max-pooled over key positions with `kernel` 7, as SnapKV pools), plus the newest `window`
+then 1-D max-pooled over key positions with `kernel` 7: SnapKV's maxpool option; its code defaults to,
+and kvpress uses, average pooling with kernel 5), plus the newest `window`
 keys. Between compression steps every key is kept, so after its first compression a row holds at most
 budget + compress_every keys (right after a compression exactly `budget`).
 
