@@ -144,3 +144,27 @@ def test_thinkc_infer_runs_the_policy_on_tiny_sft(tmp_path, monkeypatch, capsys,
     for r in rows:  # each row reached 256 keys and was compressed there (its kept keys drop)
         trace = r["metrics"]["kv_trace"]
         assert any(b < a for a, b in zip(trace, trace[1:])) and trace[-1] < r["prompt_tokens"] + len(trace)
+
+
+@pytest.mark.parametrize("budget", [None, 96])
+def test_scored_policies_run_under_the_compiled_step(budget):
+    """H2O, SnapKV and R-KV under the compiled step (their score sink traced with the forward), with
+    and without the pool: the tokens equal the eager step's, and R-KV compiles twice at most (its
+    redundancy forwards), the others once."""
+    from torch._dynamo.testing import CompileCounter
+
+    from thinkc.infer.policies import H2OPolicy
+
+    model = tiny_model("llama", vocab_size=256)
+    rng = random.Random(2)
+    prompts = [[rng.randrange(3, 240) for _ in range(n)] for n in (5, 11, 7)]
+    for policy, frames in ((H2OPolicy(budget=16), 1), (SnapKVPolicy(budget=24, window=4, compress_every=8), 1),
+                           (RKVPolicy(budget=24, window=4, buffer=8), 2)):
+        kw = dict(max_new_tokens=40, kv_budget=budget, page_size=8)
+        eager = decode(model, prompts, policy, **kw)
+        torch._dynamo.reset()
+        counter = CompileCounter()
+        compiled = decode(model, prompts, policy, compile=counter, **kw)
+        assert [r.tokens for r in compiled] == [r.tokens for r in eager], policy.name
+        assert 1 <= counter.frame_count <= frames, policy.name
+        assert all(r.kv_trace[-1] < r.prompt_len + 40 for r in eager), policy.name  # keys were evicted

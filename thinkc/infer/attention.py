@@ -44,8 +44,9 @@ def compile_step(engine, backend=None):
     import torch._dynamo
 
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-    if engine.policy.needs_attention:
-        return None  # H2O's score sink is Python state: that policy runs the eager step
+    # policies that score keys (H2O, SnapKV, R-KV) compile too: the score sink's per-layer sums are
+    # traced as part of the forward (dynamo replays the sink's attribute writes after the graph), and
+    # R-KV's key redundancy, asked for one step before each compression, is a second graph
     for buf in engine.cache.buffers():
         torch._dynamo.mark_static_address(buf)
     if backend is not None:
