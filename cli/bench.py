@@ -220,14 +220,22 @@ def serve(methods: List[str] = typer.Option(["vanilla", "lightthinker", "h2o"], 
                                                "pool's overhead); static: no pool, every row at full capacity."),
           repeats: int = typer.Option(1, min=1, help="Repeats, order rotated (medians)."),
           plot: Optional[Path] = typer.Option(None, help="PNG of rows in flight over time (default: beside the JSON)."),
+          urls: List[str] = typer.Option([], "--url", show_default=False,
+                                         help="Measure running OpenAI-compatible servers instead (thinkc serve, "
+                                              "vLLM, ...; repeatable, one row each): --n requests from --clients "
+                                              "concurrent clients; tasks/s, tokens/s, p50 / p95 latency."),
+          clients: int = typer.Option(32, min=1, help="With --url: concurrent closed-loop clients."),
           device: Optional[str] = DEVICE, json: Optional[Path] = JSON):
     """Serving under a fixed KV pool (the R-KV stress protocol): tokens/s, tasks/s, rows in flight over time,
-    preemptions, and the pool's overhead against the engine without a pool; greedy texts checked equal."""
+    preemptions, and the pool's overhead against the engine without a pool; greedy texts checked equal.
+    With --url, the same requests against running servers (start each with `thinkc serve --kv-budget N`)."""
     from rich.progress import Progress
 
     from thinkc.bench.serve import MODES, plot_rows_in_flight, run_serve_bench
     from thinkc.infer.policies import METHODS
 
+    if urls:
+        return _serve_urls(urls, n, clients, max_new_tokens, repeats, json)
     dev = _device(device)
     for m in methods:
         if m not in METHODS:
@@ -246,3 +254,19 @@ def serve(methods: List[str] = typer.Option(["vanilla", "lightthinker", "h2o"], 
 
         out = plot or (json.with_suffix(".png") if json else thinkc_home() / "bench" / f"serve-{dev.split(':')[0]}.png")
         typer.echo(f"wrote {plot_rows_in_flight(traces, out, kv_budget)}")
+
+
+def _serve_urls(urls: List[str], n: int, clients: int, max_new_tokens: int, repeats: int,
+                json: Optional[Path]) -> None:
+    """`bench serve --url`: each server in turn (order rotated per repeat), medians over repeats."""
+    from thinkc.bench.serve_client import median_summary, run_clients
+    from thinkc.data.synth import synth_splits
+
+    questions = [r.question for r in synth_splits(1, n, seed=0)[1]]
+    runs: dict[str, list[dict]] = {u: [] for u in urls}
+    for rep in range(repeats):
+        k = rep % len(urls)
+        for u in urls[k:] + urls[:k]:
+            typer.echo(f"{u}: {n} requests from {clients} clients (repeat {rep + 1}/{repeats})", err=True)
+            runs[u].append(run_clients(u, questions, clients=clients, max_tokens=max_new_tokens)[1])
+    _finish("serve-url", "cpu", [median_summary(runs[u]) for u in urls], json)

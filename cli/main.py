@@ -25,6 +25,7 @@ SUBAPPS = [
     ("data", "data"),
     ("train", None),
     ("infer", None),
+    ("serve", None),
     ("evaluate", None),
     ("bench", "bench"),
     ("demo", None),
