@@ -324,7 +324,7 @@ class DecodeEngine:
         if self.record:
             record_fed(self, r, q)
         if self.sink is not None:
-            self.sink.start((q["doc"] >= 0).float())
+            self.sink.start((q["doc"] >= 0).float(), q["pos"])
         self.cache.set_write(r, index, kv_len)
         fwd = self._compiled if (self._compiled is not None and r is None) else self._model_forward
         try:

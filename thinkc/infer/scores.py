@@ -11,7 +11,8 @@ step has one query per row, so this is a [B, H, 1, K] product: the same cost cla
 R-KV also needs key redundancy at its compression steps: a policy sets `sink.want_keys` (through
 `active_sink()`) before a forward, and that forward's layers also leave `sink.redundancy` [B, K] (the
 sum over layers of key_redundancy averaged over KV heads; `sink.layers` of them), computed from the
-post-RoPE keys the layer attends. Off by default: H2O's path is unchanged.
+post-RoPE keys the layer attends; eagerly only for the rows whose query ends a `sink.want_every` interval (zeros elsewhere),
+compiled for every row. Off by default: H2O's path is unchanged.
 """
 from __future__ import annotations
 
@@ -27,9 +28,12 @@ class ScoreSink:
     def __init__(self, base: str):
         self.base, self.acc, self.weights = base, None, None
         self.want_keys, self.redundancy, self.layers = False, None, 0
+        self.want_every, self.pos = None, None  # redundancy for the rows whose query ends an interval
 
-    def start(self, weights: torch.Tensor) -> None:
-        self.weights, self.acc = weights.float(), None
+
+    def start(self, weights: torch.Tensor, pos: torch.Tensor | None = None) -> None:
+        """Per forward: real-query weights [B, Q] and (optional) the queries' positions [B, Q]."""
+        self.weights, self.acc, self.pos = weights.float(), None, pos
         self.redundancy, self.layers = None, 0
 
 
@@ -67,7 +71,14 @@ def _add_redundancy(sink: ScoreSink, key: torch.Tensor, attention_mask) -> None:
         valid = attention_mask[:, 0, -1, :K]
     else:
         valid = attention_mask[:, 0, -1, :K].float() > torch.finfo(torch.float32).min / 2
-    red = key_redundancy(key, valid).mean(1)
+    pos, every = sink.pos, sink.want_every
+    if every is None or pos is None or pos.shape[1] != 1 or torch.compiler.is_compiling():
+        red = key_redundancy(key, valid).mean(1)  # compiled: every row (a fixed shape)
+    else:  # eager decode step: only the rows whose query ends an interval (the K x K products are the cost)
+        idx = (((pos[:, 0] + 1) % every == 0) & (sink.weights[:, 0] > 0)).nonzero()[:, 0].to(key.device)
+        red = torch.zeros(key.shape[0], K, dtype=torch.float32, device=key.device)
+        if idx.numel():
+            red[idx] = key_redundancy(key[idx], valid[idx]).mean(1)
     sink.redundancy = red if sink.redundancy is None else sink.redundancy + red
     sink.layers += 1
 

@@ -52,10 +52,13 @@ class RKVPolicy(CachePolicy):
         count = slots.valid.sum(1)
         due = window_ready(slots, clock, self.buffer, self.window) & (count >= self.budget + self.buffer)
         keep = slots.valid.clone()
+        K = slots.pos.shape[1]
+        if redundancy is None or redundancy.shape[0] != slots.pos.shape[0] or redundancy.shape[1] < K:
+            # no keys were recorded at this step: a row that reaches its compression step always asked
+            # for them one step before (keep, want_keys), so a due row here is a stale one (it finished
+            # at its boundary and its slot waits for a newcomer): it keeps its keys, nothing reads them
+            due = torch.zeros_like(due)
         if bool(due.any()):
-            K = slots.pos.shape[1]
-            if redundancy is None or redundancy.shape[0] != slots.pos.shape[0] or redundancy.shape[1] < K:
-                raise RuntimeError("rkv: no key redundancy for this step (the score sink did not record keys)")
             recent = newest_mask(slots, self.window)
             cand = slots.valid & ~recent
             score = self.scores(slots, redundancy[:, :K], cand)
@@ -72,7 +75,8 @@ class RKVPolicy(CachePolicy):
         if sink is not None and sink.redundancy is not None and sink.redundancy.shape[0] == slots.pos.shape[0]:
             red = sink.redundancy / max(sink.layers, 1)
         keep = self.select(slots, red)
-        if sink is not None:  # keys are needed at the next forward when a row reaches a compression step
+        if sink is not None:  # keys are needed at the next forward for the rows reaching a compression step
             clock = row_clock(slots)
             sink.want_keys = bool(((clock > 0) & ((clock + 1) % self.buffer == 0)).any())
+            sink.want_every = self.buffer  # the rows whose next query ends an interval (thinkc.infer.scores)
         return keep
