@@ -6,6 +6,8 @@ from typing import List, Optional
 
 import typer
 
+from thinkc.errors import ThinkcError
+
 
 def register(app: typer.Typer) -> None:
     app.command("eval")(evaluate)
@@ -13,14 +15,27 @@ def register(app: typer.Typer) -> None:
 
 
 def evaluate(
-    runs: List[Path] = typer.Argument(..., help="Run JSONL files written by `thinkc infer` (one or several)."),
+    runs: List[Path] = typer.Argument(None, help="Run JSONL files written by `thinkc infer` (one or several).",
+                                      show_default=False),
+    url: Optional[str] = typer.Option(None, "--url", help="Also grade a served model (thinkc serve or any "
+                                                          "OpenAI-compatible server): send it every --problems "
+                                                          "question, save the replies as a run (--save), grade it."),
+    problems: Optional[Path] = typer.Option(None, "--problems", help="With --url: the problems, as `thinkc infer "
+                                                                     "--input` reads them."),
+    save: Optional[Path] = typer.Option(None, "--save", help="With --url: where the served run is written "
+                                                             "(default: served.jsonl beside --problems)."),
+    clients: int = typer.Option(8, "--clients", min=1, help="With --url: concurrent requests."),
+    max_tokens: int = typer.Option(1024, "--max-tokens", min=1, help="With --url: max_tokens per request (greedy)."),
     reference: Optional[Path] = typer.Option(None, "--reference", "-r",
                                              help="Reference answers: thinkc records JSONL, or a local MATH-500 / "
                                                   "AIME / GPQA-Diamond / GSM8K file or folder (default: the gold "
                                                   "answers `thinkc infer` copied into the runs)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the per-method summary as JSON here."),
     markdown_out: Optional[Path] = typer.Option(None, "--markdown", help="Write the per-method table as Markdown here."),
-    plots: Optional[Path] = typer.Option(None, "--plots", help="Folder for PNG plots (KV over steps, accuracy vs tokens)."),
+    plots: Optional[Path] = typer.Option(None, "--plots", help="Folder for PNG plots (KV over steps, accuracy vs "
+                                                               "tokens; with two runs or more, accuracy vs mean peak "
+                                                               "KV: one line per training-free policy through its "
+                                                               "budgets)."),
     plot_id: Optional[str] = typer.Option(None, "--plot-id", help="Sample id for the KV-over-steps plot (default: "
                                                                   "the first id every method has a trace for)."),
     verdicts: Optional[Path] = typer.Option(None, "--verdicts", help="Write all per-sample verdicts to this JSONL "
@@ -28,11 +43,13 @@ def evaluate(
 ):
     """Extract each answer (last \\boxed{}, final number, option letter), check it with math-verify,
     and report accuracy, tokens, peak KV, dependency, mean latency, run time, tokens/s and compressions
-    per method (latencies of samples decoded together overlap: they are averaged, never summed)."""
+    per method (latencies of samples decoded together overlap: they are averaged, never summed).
+    A run made with --budget is labelled with it (rkv-b128, h2o-b0.5), so one policy at several
+    budgets is several rows side by side."""
     from rich.console import Console
     from rich.progress import track
 
-    from thinkc.eval.metrics import evaluate_runs
+    from thinkc.eval.budgets import evaluate_labelled
     from thinkc.eval.plots import write_plots
     from thinkc.eval.report import rich_table, write_markdown, write_summary_json, write_verdicts
 
@@ -40,9 +57,12 @@ def evaluate(
 
     for flag, out in (("--json", json_out), ("--markdown", markdown_out), ("--verdicts", verdicts)):
         if out is not None:  # writing a run (or the reference) over itself would lose it
-            refuse_input_as_output(out, [*runs, reference], flag)
+            refuse_input_as_output(out, [*(runs or []), reference], flag)
     console = Console()
-    rows, summaries = evaluate_runs(
+    runs = list(runs or []) + _served(url, problems, save, clients, max_tokens, console)
+    if not runs:
+        raise ThinkcError("give run files to grade, or --url with --problems")
+    rows, summaries = evaluate_labelled(
         runs, reference, progress=lambda it: track(it, description="checking answers", console=console,
                                                    transient=True))
     console.print(rich_table(summaries))
@@ -58,6 +78,23 @@ def evaluate(
         written += write_plots(rows, summaries, plots, plot_id)
     for path in written:
         console.print(f"wrote {path}", highlight=False)
+
+
+def _served(url, problems, save, clients, max_tokens, console) -> list[Path]:
+    """[the served run's file] for --url (thinkc.eval.served), or []."""
+    if url is None:
+        if problems is not None or save is not None:
+            raise ThinkcError("--problems and --save go with --url")
+        return []
+    if problems is None:
+        raise ThinkcError("--url needs --problems (the questions to send)")
+    from thinkc.eval.served import fetch_served_run
+
+    out = save or problems.with_name("served.jsonl")
+    with console.status(f"querying {url} ({clients} clients)"):
+        path = fetch_served_run(url, problems, out, clients=clients, max_tokens=max_tokens)
+    console.print(f"wrote {path}", highlight=False)
+    return [path]
 
 
 def evaluate_lighteval(

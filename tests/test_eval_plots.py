@@ -30,7 +30,7 @@ def test_write_plots_and_trace_choice(scored, tmp_path):
     rows, summaries = scored
     assert pick_trace_sample(rows) == "s1"
     written = write_plots(rows, summaries, tmp_path / "plots")
-    assert sorted(p.name for p in written) == ["accuracy_vs_tokens.png", "kv_trace.png"]
+    assert sorted(p.name for p in written) == ["accuracy_vs_kv.png", "accuracy_vs_tokens.png", "kv_trace.png"]
 
 
 def test_missing_traces_are_a_clear_error(scored, tmp_path):

@@ -315,6 +315,34 @@ def test_bench_serve_url(server, tmp_path, monkeypatch, capsys):
     assert code != 0 and "no OpenAI-compatible server answered" in err and "Traceback" not in err
 
 
+def test_thinkc_eval_url_grades_like_thinkc_infer(server, tmp_path, monkeypatch, capsys):
+    """`thinkc eval --url`: the served model's greedy replies, graded, equal `thinkc infer` on the same
+    problems, verdict for verdict (and answer for answer)."""
+    from tests._cli import run_cli
+    from thinkc.data.synth import synth_splits
+
+    _, test = synth_splits(1, 4, seed=3)
+    problems = tmp_path / "test.jsonl"
+    problems.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in test))
+    local, served = tmp_path / "local.jsonl", tmp_path / "served.jsonl"
+    code, _, err = run_cli(monkeypatch, capsys, "infer", "-i", problems, "-o", local, "-m", "lightthinker",
+                           "--model", MODEL, "--max-new-tokens", "700")
+    assert code == 0, err
+    code, _, err = run_cli(monkeypatch, capsys, "eval", local, "--url", server["url"], "--problems", problems,
+                           "--save", served, "--max-tokens", "700", "--verdicts", tmp_path / "v.jsonl")
+    assert code == 0, err
+    verdicts = [json.loads(line) for line in (tmp_path / "v.jsonl").read_text().splitlines()]
+    by = {}
+    for v in verdicts:
+        by.setdefault(v["id"], {})["served" if v["method"].startswith("served:") else "local"] = v
+    assert len(by) == 4 and all(len(pair) == 2 for pair in by.values())
+    for pair in by.values():
+        assert pair["served"]["pred"] == pair["local"]["pred"] and pair["served"]["correct"] == pair["local"]["correct"]
+    assert sum(p["local"]["pred"] is not None for p in by.values()) >= 3  # the replies reached their answers
+    code, _, err = run_cli(monkeypatch, capsys, "eval", "--url", server["url"])
+    assert code != 0 and "--url needs --problems" in err
+
+
 def test_sigterm_finishes_a_stream_cleanly(server, ref):
     """Last: stops the module's server. A stream in flight ends complete (finish_reason, [DONE]) and
     the engine drains before the process exits."""

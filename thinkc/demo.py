@@ -1,8 +1,10 @@
 """The main job (`thinkc demo`, `make demo`): synthesise the R1-length task -> CTS-compress training
 traces with the tiny reference model (kept share of computation vs filler tokens) -> infer with
-vanilla / CTS-trained / LightThinker / CTS+LightThinker / H2O on the shipped tiny models -> evaluate -> one table
-(accuracy, thinking tokens, peak KV, dependency, time), one verdict per method against vanilla,
-plots. Every number printed comes from this run."""
+vanilla / CTS-trained / LightThinker / CTS+LightThinker on the shipped tiny models, then R-KV, SnapKV,
+H2O and StreamingLLM on tiny-sft at LightThinker's measured mean peak KV (thinkc.demo_baselines;
+and at three more budgets each unless --no-sweep) -> evaluate -> one table (accuracy, thinking tokens, peak KV,
+dependency, time, tokens/s), one verdict per method against vanilla, plots (accuracy vs mean peak KV
+among them). Every number printed comes from this run."""
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -33,19 +35,21 @@ def tiny_training_synth() -> dict:
 @dataclass
 class DemoSettings:
     out: Path = Path("runs/demo")
-    n_test: int = 60  # ~90 s on 2 cores; `thinkc demo --n-test 200` for the measurement in docs/tiny_task.md
+    n_test: int = 60  # ~130 s on 2 shared cores; `thinkc demo --n-test 200`: the docs/tiny_task.md measurement
     n_cts: int = 32
     ratios: tuple = (0.5, 0.6, 0.7)  # tiny-cts trains on 0.7, then 0.5, then 0.5 + 0.6 (configs/train/tiny_cts*.yaml)
     max_new_tokens: int = 768  # the task's traces are ~300-700 tokens + the answer
     batch_size: int = 50
-    h2o_budget: int = 192  # about LightThinker's peak KV on this task
+    baselines: tuple = ("rkv", "snapkv", "h2o", "streamingllm")  # training-free, at LightThinker's mean peak KV
+    baseline_model: str = "tiny-sft"  # the vanilla-trained model the training-free policies decode with
+    kv_reference: str = "lightthinker"  # the run whose mean peak KV sets their budget
+    sweep: bool = True  # also 0.5x, 1.5x and 2x that budget (thinkc.demo_baselines.SWEEP_FACTORS) for the plot
     reference: str = "tiny-cts-reference"  # configs/train/tiny_cts_reference.yaml
     task: dict = field(default_factory=tiny_training_synth)  # n + seed of the training split, task options
-    # (label, method, model)
+    # (label, method, model); the training-free baselines follow, once kv_reference's peak KV is known
     runs: tuple = (("vanilla", "vanilla", "tiny-sft"), ("cts", "vanilla", "tiny-cts"),
                    ("lightthinker", "lightthinker", "tiny-lightthinker"),
-                   ("cts+lightthinker", "lightthinker", "tiny-cts-lightthinker"),  # gist on CTS 0.7 traces
-                   ("h2o", "h2o", "tiny-sft"))
+                   ("cts+lightthinker", "lightthinker", "tiny-cts-lightthinker"))  # gist on CTS 0.7 traces
 
 
 def _synthesise(s: DemoSettings, console: Console):
@@ -86,33 +90,54 @@ def _compress(s: DemoSettings, console: Console) -> dict:
     return summaries
 
 
-def _infer(s: DemoSettings, console: Console, test) -> tuple[list[Path], dict[str, float]]:
-    """One run file per (label, method, model); the wall time of each run in seconds."""
+def _infer(s: DemoSettings, console: Console, test, runs: list) -> tuple[list[Path], dict[str, float]]:
+    """One run file per demo Run (label, method, model, budget), a progress bar each; the wall time
+    of each run in seconds. A training-free policy that fails mid-run is one warning line and is left
+    out (the rest of the demo still reports); a trained method's failure stops the demo."""
+    from thinkc.console import print_warning
+
+    paths, seconds, records = [], {}, [r.to_dict() for r in test]
+    for run in runs:
+        try:
+            paths.append(_decode(s, console, run, records, seconds))
+        except RuntimeError as e:
+            if run.budget is None:
+                raise
+            print_warning(f"{run.label}: {run.method} failed ({e}); left out of this run's table and plot")
+    return paths, seconds
+
+
+def _decode(s: DemoSettings, console: Console, run, records: list[dict], seconds: dict[str, float]) -> Path:
     import time
 
-    from thinkc.errors import ThinkcError
-    from thinkc.infer.run import InferSettings, prepare, run_inference
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    console.print(Rule("3. infer on the test split"))
-    paths, seconds, records = [], {}, [r.to_dict() for r in test]
-    for label, method, model_name in s.runs:
-        model, tok, policy, build_prompt, _ = prepare(method, model_name,
-                                                      budget=s.h2o_budget if method == "h2o" else None)
-        settings = InferSettings(method=method, model_label=model_name, batch_size=s.batch_size,
-                                 max_new_tokens=s.max_new_tokens,
-                                 extra={"budget": s.h2o_budget} if method == "h2o" else {})
-        path = s.out / "infer" / f"{label}.jsonl"
-        _drop_stale(path, settings, console)
-        console.print(f"{label}: {method} on {model_name} ...")
+    from thinkc.errors import ThinkcError
+    from thinkc.infer.run import InferSettings, prepare, read_done, run_inference
+
+    model, tok, policy, build_prompt, _ = prepare(run.method, run.model, budget=run.budget)
+    settings = InferSettings(method=run.method, model_label=run.model, batch_size=s.batch_size,
+                             max_new_tokens=s.max_new_tokens,
+                             extra={} if run.budget is None else {"budget": run.budget})
+    path = s.out / "infer" / f"{run.label}.jsonl"
+    _drop_stale(path, settings, console)
+    done = len(read_done(path).keys() & {str(r["id"]) for r in records})  # finished rows are reused
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task(f"{run.label}: {run.method} on {run.model}", total=len(records), completed=done)
         t0 = time.perf_counter()
         try:
-            run_inference(model, tok, records, policy, settings, build_prompt, path)
+            run_inference(model, tok, records, policy, settings, build_prompt, path,
+                          on_sample=lambda _row: bar.advance(task))
         except ThinkcError:  # rows of other test problems under the same ids: the demo starts this run over
             path.unlink(missing_ok=True)
-            run_inference(model, tok, records, policy, settings, build_prompt, path)
-        seconds[label] = time.perf_counter() - t0
-        paths.append(path)
-    return paths, seconds
+            bar.reset(task)
+            run_inference(model, tok, records, policy, settings, build_prompt, path,
+                          on_sample=lambda _row: bar.advance(task))
+        seconds[run.label] = time.perf_counter() - t0
+    console.print(f"{run.label}: {run.method} on {run.model}" + ("" if run.budget is None else
+                  f", budget {run.budget} keys per row") + f" ({seconds[run.label]:.1f} s)", highlight=False)
+    return path
 
 
 def _drop_stale(path: Path, settings, console: Console) -> None:
@@ -190,18 +215,23 @@ CTS_SHORT = {"tokens before": "before", "tokens after": "after", "achieved ratio
              "random scores' gap": "chance"}
 RESULTS_SHORT = {"accuracy": "acc", "thinking tokens": "thinking", "generated tokens": "tokens",
                  "peak KV (mean)": "peak KV", "dependency (M)": "dep (M)", "compressions": "compr",
-                 "time (s)": "time s"}
+                 "time (s)": "time s", "tokens/s": "tok/s"}
 
 
-def results_table(summaries, think: dict[str, float], seconds: dict[str, float]) -> FitTable:
-    """Laid out for the console's width: short headers at 80 columns, method names never cut."""
+def results_table(summaries, think: dict[str, float], seconds: dict[str, float],
+                  title: str = "thinkc demo: R1-length synthetic arithmetic, tiny models (this run)") -> FitTable:
+    """Laid out for the console's width: short headers at 80 columns, method names never cut.
+    tokens/s: the run's generated tokens over its wall time (this run's decode, not a resumed one)."""
     cols = ("method", "n", "accuracy", "thinking tokens", "generated tokens", "peak KV (mean)",
-            "dependency (M)", "compressions", "time (s)")
-    rows = [(s.method, str(s.n), f"{s.accuracy:.1%}", _fmt(think.get(s.method), ".0f"),
-             _fmt(s.mean_tokens, ".0f"), _fmt(s.mean_peak_kv, ".0f"), _fmt(s.dependency_m, ".3f"),
-             _fmt(s.compressions, ".1f"), _fmt(seconds.get(s.method, s.run_wall_s), ".1f")) for s in summaries]
-    return FitTable("thinkc demo: R1-length synthetic arithmetic, tiny models (this run)", cols, rows,
-                    short=RESULTS_SHORT)
+            "dependency (M)", "compressions", "time (s)", "tokens/s")
+    rows = []
+    for s in summaries:
+        t = seconds.get(s.method, s.run_wall_s)
+        tps = s.mean_tokens * s.n / t if t and s.mean_tokens is not None else None
+        rows.append((s.method, str(s.n), f"{s.accuracy:.1%}", _fmt(think.get(s.method), ".0f"),
+                     _fmt(s.mean_tokens, ".0f"), _fmt(s.mean_peak_kv, ".0f"), _fmt(s.dependency_m, ".3f"),
+                     _fmt(s.compressions, ".1f"), _fmt(t, ".1f"), _fmt(tps, ".0f")))
+    return FitTable(title, cols, rows, short=RESULTS_SHORT)
 
 
 @contextmanager
@@ -218,7 +248,38 @@ def one_thread():
         torch.set_num_threads(before)
 
 
+def _decode_all(s: DemoSettings, console: Console, test) -> tuple[list[Path], list[Path], dict, dict]:
+    """The trained methods, then the training-free policies at kv_reference's mean peak KV (and, with
+    s.sweep, at the other budgets): (table's runs, sweep-only runs, seconds per label, budget info)."""
+    from thinkc import demo_baselines as B
+
+    console.print(Rule("3. infer on the test split"))
+    paths, seconds = _infer(s, console, test, [B.Run(*r) for r in s.runs])
+    ref = next((p for p in paths if p.stem == s.kv_reference), None)
+    if ref is None or not s.baselines:
+        return paths, [], seconds, {}
+    target = B.mean_peak_kv(ref)
+    at = B.baseline_runs(s.baselines, s.baseline_model, target)
+    console.print(Rule("3b. training-free policies on tiny-sft at lightthinker's mean peak KV"))
+    console.print(B.budget_note(target, at), highlight=False)
+    more, sec = _infer(s, console, test, at)
+    seconds.update(sec)
+    sweep, extra = [], []
+    if s.sweep:
+        extra = [r for r in B.baseline_runs(s.baselines, s.baseline_model, target, (1.0, *B.SWEEP_FACTORS))
+                 if r not in at]
+        console.print(Rule(f"3c. budget sweep: {', '.join(f'{f:g}x' for f in B.SWEEP_FACTORS)} that peak KV "
+                           f"({len(extra)} more runs)"))
+        sweep, sec = _infer(s, console, test, extra)
+        seconds.update(sec)
+    budgets = {"kv_reference": s.kv_reference, "target_peak_kv": target,
+               "at_target": {r.label: {"method": r.method, "budget": r.budget} for r in at},
+               "sweep": {r.label: {"method": r.method, "budget": r.budget} for r in extra}}
+    return paths + more, sweep, seconds, budgets
+
+
 def run_demo(s: DemoSettings, console: Console | None = None) -> list:
+    from thinkc.eval.budgets import plot_accuracy_vs_kv
     from thinkc.eval.metrics import evaluate_runs
     from thinkc.eval.plots import write_plots
     from thinkc.eval.report import write_markdown, write_summary_json
@@ -235,20 +296,29 @@ def run_demo(s: DemoSettings, console: Console | None = None) -> list:
     _, test = _synthesise(s, console)
     with one_thread():
         cts = _compress(s, console)
-        paths, seconds = _infer(s, console, test)
+        paths, sweep, seconds, budgets = _decode_all(s, console, test)
 
     console.print(Rule("4. evaluate"))
-    rows, summaries = evaluate_runs(paths, s.out / "data" / "test.jsonl")
-    summaries = relabel(rows, summaries, paths)
+    rows, every = evaluate_runs(paths + sweep, s.out / "data" / "test.jsonl")
+    every = relabel(rows, every, paths + sweep)
+    summaries = [x for x in every if x.method not in {p.stem for p in sweep}]
     think = thinking_tokens(rows, load_tokenizer("tiny-sft"))
     console.print(results_table(summaries, think, seconds))
+    if sweep:
+        runs = {**budgets["at_target"], **budgets["sweep"]}
+        swept = sorted((x for x in every if x.method in runs),
+                       key=lambda x: (s.baselines.index(runs[x.method]["method"]), runs[x.method]["budget"]))
+        console.print(results_table(swept, think, seconds, title="budget sweep (the accuracy_vs_kv.png lines)"))
     base = next((x for x in summaries if x.method == s.runs[0][0]), summaries[0])
     lines = [verdict(x.method, x, base, think.get(x.method), think.get(base.method))
              for x in summaries if x is not base]
     for line in lines:
         console.print(line)
-    write_summary_json(s.out / "summary.json", summaries, thinking_tokens=think, seconds=seconds, verdicts=lines, cts=cts)
+    write_summary_json(s.out / "summary.json", summaries, thinking_tokens=think, seconds=seconds, verdicts=lines,
+                       cts=cts, budgets=budgets, sweep=[x.to_dict() for x in every if x not in summaries])
     write_markdown(s.out / "summary.md", summaries)
-    plots = write_plots(rows, summaries, s.out / "plots")
+    plots = [p for p in write_plots(rows, summaries, s.out / "plots") if p.name != "accuracy_vs_kv.png"]
+    plots.append(plot_accuracy_vs_kv(every, s.out / "plots" / "accuracy_vs_kv.png", reference=s.kv_reference,
+                                     title="accuracy vs mean peak KV (this run)"))
     console.print(f"wrote {s.out / 'summary.json'}, {s.out / 'summary.md'}, plots: {', '.join(str(p) for p in plots)}")
     return summaries

@@ -33,7 +33,8 @@ def _save(fig, path: Path) -> Path:
 # Fixed colours of the methods thinkc runs (a label's colour depends on the label only)
 METHOD_COLORS = {"vanilla": "#4d4d4d", "cts": "#1f77b4", "lightthinker": "#d62728", "h2o": "#2ca02c",
                  "cts+lightthinker": "#e6550d",
-                 "anllm": "#9467bd", "sepllm": "#8c564b", "streamingllm": "#e377c2"}
+                 "anllm": "#9467bd", "sepllm": "#8c564b", "streamingllm": "#e377c2",
+                 "snapkv": "#0b7285", "rkv": "#b8860b"}
 _EXTRA = ["#ff7f0e", "#17becf", "#bcbd22", "#7f7f7f", "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5"]
 
 
@@ -132,12 +133,16 @@ def plot_accuracy_vs_tokens(summaries: list[MethodSummary], path: str | Path) ->
 
 def write_plots(rows: list[dict], summaries: list[MethodSummary], out_dir: str | Path,
                 sample_id: str | None = None) -> list[Path]:
-    """Both plots into `out_dir` (kv_trace.png, accuracy_vs_tokens.png); a plot whose data is
-    absent is skipped rather than failing the eval."""
+    """The plots into `out_dir` (kv_trace.png, accuracy_vs_tokens.png, and with two runs or more
+    accuracy_vs_kv.png: thinkc.eval.budgets); a plot whose data is absent is skipped rather than
+    failing the eval."""
+    from thinkc.eval.budgets import plot_accuracy_vs_kv
+
     out_dir = Path(out_dir)
     written = []
     for make in (lambda: plot_kv_trace(rows, out_dir / "kv_trace.png", sample_id),
-                 lambda: plot_accuracy_vs_tokens(summaries, out_dir / "accuracy_vs_tokens.png")):
+                 lambda: plot_accuracy_vs_tokens(summaries, out_dir / "accuracy_vs_tokens.png"),
+                 lambda: plot_accuracy_vs_kv(summaries, out_dir / "accuracy_vs_kv.png")):
         try:
             written.append(make())
         except ThinkcError:
