@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -134,28 +134,34 @@ def _sse(obj: dict) -> str:
     return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
 
+async def _text_events(service: Service, start, ts: TextStream):
+    """(text piece, None) per engine event of a new job, then (last piece, finish info); a stop string
+    met cancels the job (its pages go back at once)."""
+    job = start()
+    async for kind, value in service.events(job, None):
+        if kind == "done":
+            yield ts.add(value["tokens"]) + ts.finish(), _reason(value, ts)
+            return
+        yield ts.add(value), None
+        if ts.stopped:
+            service.driver.cancel(job)
+
+
 async def _chat_stream(service: Service, start, req, rid: str, stops: list[str]):
     ts, split = TextStream(service.tokenizer, stops), ReasoningSplitter()
     yield _sse(chat_chunk(rid, req.model, {"role": "assistant", "content": ""}))
     try:
-        job = start()
-        async for kind, value in service.events(job, None):
-            final = kind == "done"
-            piece = ts.add(value if not final else value["tokens"]) + (ts.finish() if final else "")
-            reasoning, content = split.feed(piece, final=final)
-            if reasoning:
-                yield _sse(chat_chunk(rid, req.model, {"reasoning": reasoning, "reasoning_content": reasoning}))
-            if content:
-                yield _sse(chat_chunk(rid, req.model, {"content": content}))
-            if final:
-                info = _reason(value, ts)
-                use = _usage(info, True)
-                yield _sse(chat_chunk(rid, req.model, {}, info["reason"]))
-                if req.include_usage():
-                    yield _sse(chat_chunk(rid, req.model, None, use=use))
-                break
-            if ts.stopped:
-                service.driver.cancel(job)
+        async with aclosing(_text_events(service, start, ts)) as events:  # closed at once on a disconnect
+            async for piece, info in events:
+                reasoning, content = split.feed(piece, final=info is not None)
+                if reasoning:
+                    yield _sse(chat_chunk(rid, req.model, {"reasoning": reasoning, "reasoning_content": reasoning}))
+                if content:
+                    yield _sse(chat_chunk(rid, req.model, {"content": content}))
+                if info is not None:
+                    yield _sse(chat_chunk(rid, req.model, {}, info["reason"]))
+                    if req.include_usage():
+                        yield _sse(chat_chunk(rid, req.model, None, use=_usage(info, True)))
     except OpenAIError as e:
         yield _sse(e.body())
     yield "data: [DONE]\n\n"
@@ -164,21 +170,14 @@ async def _chat_stream(service: Service, start, req, rid: str, stops: list[str])
 async def _completion_stream(service: Service, start, req, rid: str, stops: list[str]):
     ts = TextStream(service.tokenizer, stops)
     try:
-        job = start()
-        async for kind, value in service.events(job, None):
-            final = kind == "done"
-            piece = ts.add(value if not final else value["tokens"]) + (ts.finish() if final else "")
-            if piece:
-                yield _sse(completion_chunk(rid, req.model, piece))
-            if final:
-                info = _reason(value, ts)
-                use = _usage(info, False)
-                yield _sse(completion_chunk(rid, req.model, "", info["reason"]))
-                if req.include_usage():
-                    yield _sse(completion_chunk(rid, req.model, None, use=use))
-                break
-            if ts.stopped:
-                service.driver.cancel(job)
+        async with aclosing(_text_events(service, start, ts)) as events:
+            async for piece, info in events:
+                if piece:
+                    yield _sse(completion_chunk(rid, req.model, piece))
+                if info is not None:
+                    yield _sse(completion_chunk(rid, req.model, "", info["reason"]))
+                    if req.include_usage():
+                        yield _sse(completion_chunk(rid, req.model, None, use=_usage(info, False)))
     except OpenAIError as e:
         yield _sse(e.body())
     yield "data: [DONE]\n\n"
