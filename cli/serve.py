@@ -80,9 +80,22 @@ def serve(
     row's peak KV and gist compressions. A request's `thinking_token_budget` forces the end of
     thinking after that many tokens. Any OpenAI client works: base_url http://HOST:PORT/v1 and any
     api_key. Stop with Ctrl-C (rows in flight finish first, up to --shutdown-timeout)."""
-    from rich.console import Console
-
     from thinkc.cli.infer import _engine_options, _parse_budget
+
+    _check_inputs(method, log_level)
+    device, page_size, dtype, compile = _engine_options(device, page_size, dtype, compile, pool_attention, kv_budget)
+    _check_listen(host, port)
+    from thinkc.serve.server import ServeOptions
+
+    _run(ServeOptions(method=method, model=model, gist_config=gist_config, budget=_parse_budget(budget),
+                      window=window, device=device, dtype=dtype, kv_budget=kv_budget, page_size=page_size,
+                      pool_attention=pool_attention, compile=compile, max_rows=max_rows,
+                      max_model_len=max_model_len, served_model_name=served_model_name, temperature=temperature,
+                      top_p=top_p, host=host, port=port, shutdown_timeout_s=shutdown_timeout, log_level=log_level))
+
+
+def _check_inputs(method: str, log_level: str) -> None:
+    """One-line errors before anything loads: the method, the log level, the serve extra."""
     from thinkc.infer.policies import METHODS
 
     if method not in METHODS:
@@ -95,19 +108,19 @@ def serve(
         import uvicorn  # noqa: F401
     except ImportError as e:
         raise ThinkcError(f"thinkc serve needs {e.name}: pip install 'thinkc[serve]'") from None
-    device, page_size, dtype, compile = _engine_options(device, page_size, dtype, compile, pool_attention, kv_budget)
-    _check_listen(host, port)
-    from thinkc.serve.server import ServeOptions, run
 
-    opts = ServeOptions(method=method, model=model, gist_config=gist_config, budget=_parse_budget(budget),
-                        window=window, device=device, dtype=dtype, kv_budget=kv_budget, page_size=page_size,
-                        pool_attention=pool_attention, compile=compile, max_rows=max_rows,
-                        max_model_len=max_model_len, served_model_name=served_model_name, temperature=temperature,
-                        top_p=top_p, host=host, port=port, shutdown_timeout_s=shutdown_timeout, log_level=log_level)
+
+def _run(opts) -> None:
+    """Serve until SIGINT / SIGTERM, with the ready and stopped lines on stderr."""
+    from rich.console import Console
+
+    from thinkc.serve.server import run
+
     console = Console(stderr=True)
 
     def ready(line: str) -> None:
-        console.print(f"{line}\nlistening on http://{host}:{port}/v1 (Ctrl-C stops)", highlight=False, soft_wrap=True)
+        console.print(f"{line}\nlistening on http://{opts.host}:{opts.port}/v1 (Ctrl-C stops)", highlight=False,
+                      soft_wrap=True)
 
     def stopped(c) -> None:
         done = ", ".join(f"{n} {reason}" for reason, n in sorted(c.requests.items())) or "none"
